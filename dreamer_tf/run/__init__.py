@@ -1,0 +1,1 @@
+"""Run infrastructure: the training loop, checkpoints and logging."""
