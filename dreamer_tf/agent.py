@@ -16,117 +16,120 @@ PRECISIONS = {'32': tf.float32, '16': tf.float16, 'bf16': tf.bfloat16}
 
 
 def has_gpu():
-  return bool(tf.config.list_physical_devices('GPU'))
+    return bool(tf.config.list_physical_devices('GPU'))
 
 
 def resolve_precision(precision):
-  """'auto' is float32 on CPU (bf16 is not faster there) and float16 on GPU."""
-  if precision == 'auto':
-    precision = '16' if has_gpu() else '32'
-  if precision not in PRECISIONS:
-    raise ValueError(f"precision must be one of 'auto', '32', '16', 'bf16'; got {precision!r}")
-  return precision
+    """'auto' is float32 on CPU (bf16 is not faster there) and float16 on GPU."""
+    if precision == 'auto':
+        precision = '16' if has_gpu() else '32'
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of 'auto', '32', '16', 'bf16'; got {precision!r}")
+    return precision
 
 
 def resolve_jit(jit):
-  """'auto' compiles with XLA on GPU only: on the 2-core CPU a Dreamer update
-  measured 13-30% slower under XLA than under TF's graph executor (DESIGN.md)."""
-  if jit == 'auto':
-    return has_gpu()
-  if jit not in ('on', 'off'):
-    raise ValueError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
-  return jit == 'on'
+    """'auto' compiles with XLA on GPU only: on the 2-core CPU a Dreamer update
+    measured 13-30% slower under XLA than under TF's graph executor (DESIGN.md)."""
+    if jit == 'auto':
+        return has_gpu()
+    if jit not in ('on', 'off'):
+        raise ValueError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
+    return jit == 'on'
 
 
 class Agent(tf.Module):
 
-  def __init__(self, obs_space, act_space, config, name='agent'):
-    super().__init__(name=name)
-    self.config = config
-    self.obs_space, self.act_space = obs_space, act_space
-    self.precision = resolve_precision(config.precision)
-    self.jit = resolve_jit(config.jit)
-    dtype = PRECISIONS[self.precision]
-    with self.name_scope:
-      self.wm = WorldModel(obs_space, act_space, config, dtype)
-      self.behavior = ActorCritic(self.wm.rssm.feat_size, act_space, config, dtype)
-      scale = self.precision == '16'
-      self.model_opt = Adam(self.wm.trainable_variables, **config.model_opt,
-                            loss_scale=scale, name='model_opt')
-      self.actor_opt = Adam(self.behavior.actor.trainable_variables, **config.actor_opt,
-                            loss_scale=scale, name='actor_opt')
-      self.critic_opt = Adam(self.behavior.critic.trainable_variables, **config.critic_opt,
-                             loss_scale=scale, name='critic_opt')
-      self.rng = tf.random.Generator.from_seed(config.seed)
-    self._train = tf.function(self._train_step, jit_compile=self.jit)
-    self._policy = tf.function(self._policy_step, jit_compile=self.jit)
+    def __init__(self, obs_space, act_space, config, name='agent'):
+        super().__init__(name=name)
+        self.config = config
+        self.obs_space, self.act_space = obs_space, act_space
+        self.precision = resolve_precision(config.precision)
+        self.jit = resolve_jit(config.jit)
+        dtype = PRECISIONS[self.precision]
+        with self.name_scope:
+            self.wm = WorldModel(obs_space, act_space, config, dtype)
+            self.behavior = ActorCritic(self.wm.rssm.feat_size, act_space, config, dtype)
+            scale = self.precision == '16'
+            self.model_opt = Adam(self.wm.trainable_variables, **config.model_opt,
+                                                        loss_scale=scale, name='model_opt')
+            self.actor_opt = Adam(self.behavior.actor.trainable_variables, **config.actor_opt,
+                                                        loss_scale=scale, name='actor_opt')
+            self.critic_opt = Adam(self.behavior.critic.trainable_variables, **config.critic_opt,
+                                                          loss_scale=scale, name='critic_opt')
+            self.rng = tf.random.Generator.from_seed(config.seed)
+        self._train = tf.function(self._train_step, jit_compile=self.jit)
+        self._policy = tf.function(self._policy_step, jit_compile=self.jit)
 
-  def train(self, data):
-    """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
-    return self._train(data, self.rng.make_seeds(1)[:, 0])
+    def train(self, data):
+        """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
+        return self._train(data, self.rng.make_seeds(1)[:, 0])
 
-  def _minimize(self, opt, tape, loss):
-    grads = tape.gradient(opt.scale_loss(loss), opt.params)
-    return opt.apply(grads)
+    def _minimize(self, opt, tape, loss):
+        grads = tape.gradient(opt.scale_loss(loss), opt.params)
+        return opt.apply(grads)
 
-  def _train_step(self, data, seed):
-    seed_wm, seed_imag = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    metrics = {}
-    with tf.GradientTape() as tape:
-      model_loss, post, wm_metrics = self.wm.loss(data, seed_wm)
-    metrics.update(wm_metrics)
-    metrics.update(_prefix('model', self._minimize(self.model_opt, tape, model_loss)))
+    def _train_step(self, data, seed):
+        seed_wm, seed_imag = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        metrics = {}
+        with tf.GradientTape() as tape:
+            model_loss, post, wm_metrics = self.wm.loss(data, seed_wm)
+        metrics.update(wm_metrics)
+        metrics.update(_prefix('model', self._minimize(self.model_opt, tape, model_loss)))
 
-    start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
-    start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
-    with tf.GradientTape() as tape:
-      actor_loss, traj, actor_metrics = self.behavior.actor_loss(
-          self.wm, start, start_cont, seed_imag)
-    metrics.update(actor_metrics)
-    metrics.update(_prefix('actor', self._minimize(self.actor_opt, tape, actor_loss)))
-    with tf.GradientTape() as tape:
-      critic_loss, critic_metrics = self.behavior.critic_loss(traj)
-    metrics.update(critic_metrics)
-    metrics.update(_prefix('critic', self._minimize(self.critic_opt, tape, critic_loss)))
-    self.behavior.update_slow_critic()
-    return metrics
+        start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
+        start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
+        with tf.GradientTape() as tape:
+            actor_loss, traj, actor_metrics = self.behavior.actor_loss(
+                    self.wm, start, start_cont, seed_imag)
+        metrics.update(actor_metrics)
+        metrics.update(_prefix('actor', self._minimize(self.actor_opt, tape, actor_loss)))
+        with tf.GradientTape() as tape:
+            critic_loss, critic_metrics = self.behavior.critic_loss(traj)
+        metrics.update(critic_metrics)
+        metrics.update(_prefix('critic', self._minimize(self.critic_opt, tape, critic_loss)))
+        self.behavior.update_slow_critic()
+        return metrics
 
-  def initial_state(self, batch_size):
-    """Recurrent policy state: (RSSM latent, previous action)."""
-    return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))
+    def initial_state(self, batch_size):
+        """Recurrent policy state: (RSSM latent, previous action)."""
+        return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))
 
-  def policy(self, obs, state, explore=True):
-    """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state)."""
-    obs = {k: tf.convert_to_tensor(v) for k, v in obs.items()
-           if k in self.obs_space or k == 'is_first'}
-    return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore)
+    def policy(self, obs, state, explore=True):
+        """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state)."""
+        obs = {k: tf.convert_to_tensor(v) for k, v in obs.items()
+                      if k in self.obs_space or k == 'is_first'}
+        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore)
 
-  def _policy_step(self, obs, state, seed, explore):
-    latent, prev_action = state
-    seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    embed = self.wm.encoder(obs)
-    latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, obs['is_first'], seed_obs)
-    if not explore:
-      # Evaluation acts deterministically: the posterior's mode and the actor's mode.
-      latent = dict(latent, stoch=self.wm.rssm._dist(latent).mode())
-    dist = self.behavior.actor(self.wm.rssm.feat(latent))
-    action = dist.sample(seed_act) if explore else dist.mode()
-    if explore and self.config.run.expl_noise:
-      action = self._explore(action, seed_noise)
-    return action, (latent, action)
+    def _policy_step(self, obs, state, seed, explore):
+        latent, prev_action = state
+        seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        embed = self.wm.encoder(obs)
+        latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, obs['is_first'], seed_obs)
+        if not explore:
+            # Evaluation acts deterministically: the posterior's mode and the actor's mode.
+            latent = dict(latent, stoch=self.wm.rssm._dist(latent).mode())
+        dist = self.behavior.actor(self.wm.rssm.feat(latent))
+        action = dist.sample(seed_act) if explore else dist.mode()
+        if explore and self.config.run.expl_noise:
+            action = self._explore(action, seed_noise)
+        if not self.act_space.discrete:
+            # V3's Normal actor is unbounded; the env and the replay see actions in [-1, 1].
+            action = tf.clip_by_value(action, -1.0, 1.0)
+        return action, (latent, action)
 
-  def _explore(self, action, seed):
-    """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy (discrete)."""
-    amount = self.config.run.expl_noise
-    if self.act_space.discrete:
-      seed_pick, seed_index = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-      random = tf.one_hot(tf.random.stateless_uniform(
-          tf.shape(action)[:1], seed_index, 0, self.act_space.n, tf.int32), self.act_space.n)
-      pick = tf.random.stateless_uniform(tf.shape(action)[:1], seed_pick) < amount
-      return tf.where(pick[:, None], random, action)
-    noise = amount * tf.random.stateless_normal(tf.shape(action), seed)
-    return tf.clip_by_value(action + noise, -1.0, 1.0)
+    def _explore(self, action, seed):
+        """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy (discrete)."""
+        amount = self.config.run.expl_noise
+        if self.act_space.discrete:
+            seed_pick, seed_index = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            random = tf.one_hot(tf.random.stateless_uniform(
+                    tf.shape(action)[:1], seed_index, 0, self.act_space.n, tf.int32), self.act_space.n)
+            pick = tf.random.stateless_uniform(tf.shape(action)[:1], seed_pick) < amount
+            return tf.where(pick[:, None], random, action)
+        noise = amount * tf.random.stateless_normal(tf.shape(action), seed)
+        return tf.clip_by_value(action + noise, -1.0, 1.0)
 
 
 def _prefix(name, metrics):
-  return {f'{name}_{k}': v for k, v in metrics.items()}
+    return {f'{name}_{k}': v for k, v in metrics.items()}

@@ -4,14 +4,14 @@ Trajectories s_0..s_H are imagined from posterior start states. With
 r_t = reward(s_t), c_t = continuation(s_t) (1 without a continuation head),
 d_t = gamma * c_t and critic values v_t, the lambda-return is
 
-  R_t = r_{t+1} + d_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}),   R_H = v_H
+    R_t = r_{t+1} + d_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}),   R_H = v_H
 
 (V1 eq. 6, V2 eq. 4, V3 eq. 7), and every loss term at step t is weighted by
 w_t = c_0 prod_{i=1..t} d_i, the probability-weighted discount of reaching s_t.
 
 Actor objective per step (maximised), selected by config:
 - dynamics backpropagation (V1 eq. 8, V2/V3 continuous): R_t, optionally
-  minus the baseline v_t (V3) and divided by the return scale S (V3);
+    minus the baseline v_t (V3) and divided by the return scale S (V3);
 - REINFORCE (V2 eq. 6 / V3 discrete): ln pi(a_t|s_t) sg(R_t - v_t) (/ S for V3);
 - plus `entropy` times the policy entropy (V2 eq. 6, V3 eq. 11).
 V3's return scale S = max(1, EMA(P95(R)) - EMA(P5(R))) (eq. 12).
@@ -30,168 +30,168 @@ sg = tf.stop_gradient
 
 
 def lambda_return(reward, value, discount, lam):
-  """TD(lambda) returns. reward, discount: [H, ...] for steps 1..H; value: [H+1, ...].
+    """TD(lambda) returns. reward, discount: [H, ...] for steps 1..H; value: [H+1, ...].
 
-  Returns R_0..R_{H-1} as [H, ...] (see the module docstring).
-  """
-  inputs = reward + discount * (1 - lam) * value[1:]
-  return tf.scan(lambda acc, x: x[0] + x[1] * lam * acc, (inputs, discount),
-                 initializer=value[-1], reverse=True)
+    Returns R_0..R_{H-1} as [H, ...] (see the module docstring).
+    """
+    inputs = reward + discount * (1 - lam) * value[1:]
+    return tf.scan(lambda acc, x: x[0] + x[1] * lam * acc, (inputs, discount),
+                                  initializer=value[-1], reverse=True)
 
 
 def quantile(x, q):
-  """Linear-interpolated quantile of all entries of x, q in [0, 1] (as numpy's default)."""
-  x = tf.sort(tf.reshape(x, [-1]))
-  pos = q * tf.cast(tf.size(x) - 1, tf.float32)
-  lo = tf.cast(tf.floor(pos), tf.int32)
-  hi = tf.minimum(lo + 1, tf.size(x) - 1)
-  frac = pos - tf.floor(pos)
-  return tf.gather(x, lo) * (1 - frac) + tf.gather(x, hi) * frac
+    """Linear-interpolated quantile of all entries of x, q in [0, 1] (as numpy's default)."""
+    x = tf.sort(tf.reshape(x, [-1]))
+    pos = q * tf.cast(tf.size(x) - 1, tf.float32)
+    lo = tf.cast(tf.floor(pos), tf.int32)
+    hi = tf.minimum(lo + 1, tf.size(x) - 1)
+    frac = pos - tf.floor(pos)
+    return tf.gather(x, lo) * (1 - frac) + tf.gather(x, hi) * frac
 
 
 class ReturnNorm(tf.Module):
-  """DreamerV3's percentile return scale: EMAs of the 5th and 95th percentiles (eq. 12)."""
+    """DreamerV3's percentile return scale: EMAs of the 5th and 95th percentiles (eq. 12)."""
 
-  def __init__(self, decay=0.99, limit=1.0, low=5.0, high=95.0, name='retnorm'):
-    super().__init__(name=name)
-    self.decay, self.limit = decay, limit
-    self.qlow, self.qhigh = low / 100, high / 100
-    self.low = tf.Variable(0.0, trainable=False, name='low')
-    self.high = tf.Variable(0.0, trainable=False, name='high')
+    def __init__(self, decay=0.99, limit=1.0, low=5.0, high=95.0, name='retnorm'):
+        super().__init__(name=name)
+        self.decay, self.limit = decay, limit
+        self.qlow, self.qhigh = low / 100, high / 100
+        self.low = tf.Variable(0.0, trainable=False, name='low')
+        self.high = tf.Variable(0.0, trainable=False, name='high')
 
-  def __call__(self, returns):
-    """Update the statistics with `returns` and return the scale S."""
-    returns = sg(tf.cast(returns, tf.float32))
-    self.low.assign(self.decay * self.low + (1 - self.decay) * quantile(returns, self.qlow))
-    self.high.assign(self.decay * self.high + (1 - self.decay) * quantile(returns, self.qhigh))
-    return tf.maximum(self.limit, self.high - self.low)
+    def __call__(self, returns):
+        """Update the statistics with `returns` and return the scale S."""
+        returns = sg(tf.cast(returns, tf.float32))
+        self.low.assign(self.decay * self.low + (1 - self.decay) * quantile(returns, self.qlow))
+        self.high.assign(self.decay * self.high + (1 - self.decay) * quantile(returns, self.qhigh))
+        return tf.maximum(self.limit, self.high - self.low)
 
 
 class Actor(tf.Module):
-  """pi(a_t | s_t). Discrete: one-hot categorical (optional unimix). Continuous:
+    """pi(a_t | s_t). Discrete: one-hot categorical (optional unimix). Continuous:
 
-  - 'tanh_normal' (V1): tanh(N(5 tanh(mu/5), softplus(sigma + softplus^-1(init_std)) + min_std));
-  - 'trunc_normal' (V2): N(tanh(mu), 2 sigmoid((sigma + init_std)/2) + min_std) truncated to [-1, 1];
-  - 'normal' (V3): N(tanh(mu), (max_std - min_std) sigmoid(sigma + init_std) + min_std).
-  """
+    - 'tanh_normal' (V1): tanh(N(5 tanh(mu/5), softplus(sigma + softplus^-1(init_std)) + min_std));
+    - 'trunc_normal' (V2): N(tanh(mu), 2 sigmoid((sigma + init_std)/2) + min_std) truncated to [-1, 1];
+    - 'normal' (V3): N(tanh(mu), (max_std - min_std) sigmoid(sigma + init_std) + min_std).
+    """
 
-  def __init__(self, feat_size, act_space, cfg, compute_dtype=tf.float32, name='actor'):
-    super().__init__(name=name)
-    self.discrete, self.n = act_space.discrete, act_space.n
-    self.kind = 'onehot' if self.discrete else cfg.dist_cont
-    if self.kind not in ('onehot', 'tanh_normal', 'trunc_normal', 'normal'):
-      raise ValueError(f"actor.dist_cont must be 'tanh_normal', 'trunc_normal' or 'normal', "
-                       f'got {self.kind!r}')
-    self.cfg, self.dtype = cfg, compute_dtype
-    with self.name_scope:
-      self.mlp = nn.MLP(feat_size, cfg.layers, cfg.units, cfg.act, cfg.norm, name='mlp')
-      out = self.n if self.discrete else 2 * self.n
-      self.out = nn.Linear(self.mlp.dout, out, outscale=cfg.outscale, name='out')
+    def __init__(self, feat_size, act_space, cfg, compute_dtype=tf.float32, name='actor'):
+        super().__init__(name=name)
+        self.discrete, self.n = act_space.discrete, act_space.n
+        self.kind = 'onehot' if self.discrete else cfg.dist_cont
+        if self.kind not in ('onehot', 'tanh_normal', 'trunc_normal', 'normal'):
+            raise ValueError(f"actor.dist_cont must be 'tanh_normal', 'trunc_normal' or 'normal', "
+                                              f'got {self.kind!r}')
+        self.cfg, self.dtype = cfg, compute_dtype
+        with self.name_scope:
+            self.mlp = nn.MLP(feat_size, cfg.layers, cfg.units, cfg.act, cfg.norm, name='mlp')
+            out = self.n if self.discrete else 2 * self.n
+            self.out = nn.Linear(self.mlp.dout, out, outscale=cfg.outscale, name='out')
 
-  def __call__(self, feat):
-    x = tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
-    cfg = self.cfg
-    if self.discrete:
-      return dists.OneHot(dists.unimix_logits(x, cfg.unimix))
-    mean, std = tf.split(x, 2, -1)
-    if self.kind == 'tanh_normal':
-      mean = 5.0 * tf.tanh(mean / 5.0)
-      std = tf.nn.softplus(std + np.log(np.expm1(cfg.init_std))) + cfg.min_std
-      return dists.Normal(mean, std, squash=True)
-    if self.kind == 'trunc_normal':
-      std = 2 * tf.sigmoid((std + cfg.init_std) / 2) + cfg.min_std
-      return dists.TruncNormal(tf.tanh(mean), std)
-    std = (cfg.max_std - cfg.min_std) * tf.sigmoid(std + cfg.init_std) + cfg.min_std
-    return dists.Normal(tf.tanh(mean), std)
+    def __call__(self, feat):
+        x = tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
+        cfg = self.cfg
+        if self.discrete:
+            return dists.OneHot(dists.unimix_logits(x, cfg.unimix))
+        mean, std = tf.split(x, 2, -1)
+        if self.kind == 'tanh_normal':
+            mean = 5.0 * tf.tanh(mean / 5.0)
+            std = tf.nn.softplus(std + np.log(np.expm1(cfg.init_std))) + cfg.min_std
+            return dists.Normal(mean, std, squash=True)
+        if self.kind == 'trunc_normal':
+            std = 2 * tf.sigmoid((std + cfg.init_std) / 2) + cfg.min_std
+            return dists.TruncNormal(tf.tanh(mean), std)
+        std = (cfg.max_std - cfg.min_std) * tf.sigmoid(std + cfg.init_std) + cfg.min_std
+        return dists.Normal(tf.tanh(mean), std)
 
 
 class ActorCritic(tf.Module):
 
-  def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, name='behavior'):
-    super().__init__(name=name)
-    self.config = config
-    actor_cfg, critic_cfg = config.actor, config.critic
-    grad = actor_cfg.grad_disc if act_space.discrete else actor_cfg.grad_cont
-    if grad not in ('dynamics', 'reinforce'):
-      raise ValueError(f"actor gradient must be 'dynamics' or 'reinforce', got {grad!r}")
-    self.grad = grad
-    with self.name_scope:
-      self.actor = Actor(feat_size, act_space, actor_cfg, compute_dtype)
-      make_critic = lambda name: heads.Head(
-          feat_size, layers=critic_cfg.layers, units=critic_cfg.units, act=critic_cfg.act,
-          norm=critic_cfg.norm, dist=critic_cfg.dist, bins=critic_cfg.bins,
-          outscale=critic_cfg.outscale, compute_dtype=compute_dtype, name=name)
-      self.critic = make_critic('critic')
-      self.slow_critic = make_critic('slow_critic') if critic_cfg.slow_update_every else None
-      self.retnorm = ReturnNorm(**config.retnorm) if actor_cfg.retnorm else None
-      self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
-    if self.slow_critic is not None:
-      for slow, var in zip(self.slow_critic.variables, self.critic.variables):
-        slow.assign(var)
+    def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, name='behavior'):
+        super().__init__(name=name)
+        self.config = config
+        actor_cfg, critic_cfg = config.actor, config.critic
+        grad = actor_cfg.grad_disc if act_space.discrete else actor_cfg.grad_cont
+        if grad not in ('dynamics', 'reinforce'):
+            raise ValueError(f"actor gradient must be 'dynamics' or 'reinforce', got {grad!r}")
+        self.grad = grad
+        with self.name_scope:
+            self.actor = Actor(feat_size, act_space, actor_cfg, compute_dtype)
+            make_critic = lambda name: heads.Head(
+                    feat_size, layers=critic_cfg.layers, units=critic_cfg.units, act=critic_cfg.act,
+                    norm=critic_cfg.norm, dist=critic_cfg.dist, bins=critic_cfg.bins,
+                    outscale=critic_cfg.outscale, compute_dtype=compute_dtype, name=name)
+            self.critic = make_critic('critic')
+            self.slow_critic = make_critic('slow_critic') if critic_cfg.slow_update_every else None
+            self.retnorm = ReturnNorm(**config.retnorm) if actor_cfg.retnorm else None
+            self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
+        if self.slow_critic is not None:
+            for slow, var in zip(self.slow_critic.variables, self.critic.variables):
+                slow.assign(var)
 
-  def policy(self, feat, seed):
-    return self.actor(feat).sample(seed)
+    def policy(self, feat, seed):
+        return self.actor(feat).sample(seed)
 
-  def actor_loss(self, wm, start, start_cont, seed):
-    """Imagine from `start` and compute the actor loss. Returns (loss, traj, metrics).
+    def actor_loss(self, wm, start, start_cont, seed):
+        """Imagine from `start` and compute the actor loss. Returns (loss, traj, metrics).
 
-    Must run under a tape watching the actor's variables: with dynamics
-    backpropagation the gradient flows through imagined states and actions.
-    """
-    cfg = self.config
-    states, actions = wm.rssm.imagine(self.policy, start, cfg.imag.horizon, seed)
-    feat = wm.rssm.feat(states)
-    reward = wm.reward(feat[1:]).mean()
-    if wm.cont is not None:
-      cont_dist = wm.cont(feat[1:])
-      cont = cont_dist.mode() if cfg.imag.cont == 'mode' else cont_dist.mean()
-    else:
-      cont = tf.ones_like(reward)
-    discount = cfg.imag.discount * cont
-    weight = sg(tf.math.cumprod(tf.concat([start_cont[None], discount[:-1]], 0), 0))
-    critic = self.slow_critic if self.config.critic.slow_returns else self.critic
-    value = critic(feat).mean()
-    returns = lambda_return(reward, value, discount, cfg.imag['lambda'])
-    baseline = value[:-1]
-    scale = self.retnorm(returns) if self.retnorm is not None else tf.constant(1.0)
-    policy = self.actor(sg(feat[:-1]))
-    metrics = {}
-    if self.grad == 'dynamics':
-      adv = returns - baseline if cfg.actor.backprop_baseline else returns
-      objective = adv / scale
-    else:
-      adv = sg((returns - baseline) / scale)
-      objective = policy.log_prob(sg(actions)) * adv
-      metrics['advantage'] = tf.reduce_mean(adv)
-    if cfg.actor.entropy:
-      entropy = policy.entropy()
-      objective += cfg.actor.entropy * entropy
-      metrics['actor_entropy'] = tf.reduce_mean(entropy)
-    loss = -tf.reduce_mean(weight * objective)
-    traj = {'feat': feat, 'returns': returns, 'weight': weight}
-    metrics.update({'actor_loss': loss, 'imag_return': tf.reduce_mean(returns),
-                    'imag_reward': tf.reduce_mean(reward), 'return_scale': scale,
-                    'imag_value': tf.reduce_mean(value)})
-    return loss, traj, metrics
+        Must run under a tape watching the actor's variables: with dynamics
+        backpropagation the gradient flows through imagined states and actions.
+        """
+        cfg = self.config
+        states, actions = wm.rssm.imagine(self.policy, start, cfg.imag.horizon, seed)
+        feat = wm.rssm.feat(states)
+        reward = wm.reward(feat[1:]).mean()
+        if wm.cont is not None:
+            cont_dist = wm.cont(feat[1:])
+            cont = cont_dist.mode() if cfg.imag.cont == 'mode' else cont_dist.mean()
+        else:
+            cont = tf.ones_like(reward)
+        discount = cfg.imag.discount * cont
+        weight = sg(tf.math.cumprod(tf.concat([start_cont[None], discount[:-1]], 0), 0))
+        critic = self.slow_critic if self.config.critic.slow_returns else self.critic
+        value = critic(feat).mean()
+        returns = lambda_return(reward, value, discount, cfg.imag['lambda'])
+        baseline = value[:-1]
+        scale = self.retnorm(returns) if self.retnorm is not None else tf.constant(1.0)
+        policy = self.actor(sg(feat[:-1]))
+        metrics = {}
+        if self.grad == 'dynamics':
+            adv = returns - baseline if cfg.actor.backprop_baseline else returns
+            objective = adv / scale
+        else:
+            adv = sg((returns - baseline) / scale)
+            objective = policy.log_prob(sg(actions)) * adv
+            metrics['advantage'] = tf.reduce_mean(adv)
+        if cfg.actor.entropy:
+            entropy = policy.entropy()
+            objective += cfg.actor.entropy * entropy
+            metrics['actor_entropy'] = tf.reduce_mean(entropy)
+        loss = -tf.reduce_mean(weight * objective)
+        traj = {'feat': feat, 'returns': returns, 'weight': weight}
+        metrics.update({'actor_loss': loss, 'imag_return': tf.reduce_mean(returns),
+                                        'imag_reward': tf.reduce_mean(reward), 'return_scale': scale,
+                                        'imag_value': tf.reduce_mean(value)})
+        return loss, traj, metrics
 
-  def critic_loss(self, traj):
-    """Critic regression towards sg(lambda-returns), plus V3's slow-critic regulariser."""
-    feat = sg(traj['feat'][:-1])
-    dist = self.critic(feat)
-    loss = -dist.log_prob(sg(traj['returns']))
-    slow_reg = self.config.critic.slow_reg
-    if slow_reg:
-      loss -= slow_reg * dist.log_prob(sg(self.slow_critic(feat).mean()))
-    loss = tf.reduce_mean(sg(traj['weight']) * loss)
-    return loss, {'critic_loss': loss}
+    def critic_loss(self, traj):
+        """Critic regression towards sg(lambda-returns), plus V3's slow-critic regulariser."""
+        feat = sg(traj['feat'][:-1])
+        dist = self.critic(feat)
+        loss = -dist.log_prob(sg(traj['returns']))
+        slow_reg = self.config.critic.slow_reg
+        if slow_reg:
+            loss -= slow_reg * dist.log_prob(sg(self.slow_critic(feat).mean()))
+        loss = tf.reduce_mean(sg(traj['weight']) * loss)
+        return loss, {'critic_loss': loss}
 
-  def update_slow_critic(self):
-    """Move the slow critic towards the critic every `slow_update_every` updates."""
-    if self.slow_critic is None:
-      return
-    cfg = self.config.critic
-    due = tf.equal(self.updates % cfg.slow_update_every, 0)
-    mix = tf.where(due, cfg.slow_fraction, 0.0)
-    for slow, var in zip(self.slow_critic.variables, self.critic.variables):
-      slow.assign(mix * var + (1 - mix) * slow)
-    self.updates.assign_add(1)
+    def update_slow_critic(self):
+        """Move the slow critic towards the critic every `slow_update_every` updates."""
+        if self.slow_critic is None:
+            return
+        cfg = self.config.critic
+        due = tf.equal(self.updates % cfg.slow_update_every, 0)
+        mix = tf.where(due, cfg.slow_fraction, 0.0)
+        for slow, var in zip(self.slow_critic.variables, self.critic.variables):
+            slow.assign(mix * var + (1 - mix) * slow)
+        self.updates.assign_add(1)

@@ -17,233 +17,233 @@ sg = tf.stop_gradient
 
 
 def symlog(x):
-  """symlog(x) = sign(x) ln(|x| + 1)  (DreamerV3, eq. 9)."""
-  return tf.sign(x) * tf.math.log1p(tf.abs(x))
+    """symlog(x) = sign(x) ln(|x| + 1)  (DreamerV3, eq. 9)."""
+    return tf.sign(x) * tf.math.log1p(tf.abs(x))
 
 
 def symexp(x):
-  """symexp(x) = sign(x) (exp(|x|) - 1), the inverse of symlog (DreamerV3, eq. 9)."""
-  return tf.sign(x) * tf.math.expm1(tf.abs(x))
+    """symexp(x) = sign(x) (exp(|x|) - 1), the inverse of symlog (DreamerV3, eq. 9)."""
+    return tf.sign(x) * tf.math.expm1(tf.abs(x))
 
 
 class MSE:
-  """A point prediction scored by negative squared error summed over event dims.
+    """A point prediction scored by negative squared error summed over event dims.
 
-  With `symlog=True` the prediction lives in symlog space and the target is
-  squashed before comparison (DreamerV3's symlog MSE for vector decoders,
-  eq. 10); the mode is then symexp of the prediction.
-  """
+    With `symlog=True` the prediction lives in symlog space and the target is
+    squashed before comparison (DreamerV3's symlog MSE for vector decoders,
+    eq. 10); the mode is then symexp of the prediction.
+    """
 
-  def __init__(self, pred, event_dims=1, symlog_space=False):
-    self.pred = tf.cast(pred, tf.float32)
-    self.axes = list(range(-event_dims, 0))
-    self.symlog_space = symlog_space
+    def __init__(self, pred, event_dims=1, symlog_space=False):
+        self.pred = tf.cast(pred, tf.float32)
+        self.axes = list(range(-event_dims, 0))
+        self.symlog_space = symlog_space
 
-  def mode(self):
-    return symexp(self.pred) if self.symlog_space else self.pred
+    def mode(self):
+        return symexp(self.pred) if self.symlog_space else self.pred
 
-  mean = mode
+    mean = mode
 
-  def log_prob(self, value):
-    value = tf.cast(value, tf.float32)
-    target = symlog(value) if self.symlog_space else value
-    return -tf.reduce_sum(tf.square(self.pred - target), self.axes)
+    def log_prob(self, value):
+        value = tf.cast(value, tf.float32)
+        target = symlog(value) if self.symlog_space else value
+        return -tf.reduce_sum(tf.square(self.pred - target), self.axes)
 
 
 class UnitNormal:
-  """Normal with unit variance over `event_dims` dims (Dreamer V1/V2 decoders and heads)."""
+    """Normal with unit variance over `event_dims` dims (Dreamer V1/V2 decoders and heads)."""
 
-  def __init__(self, mean, event_dims=0):
-    self.loc = tf.cast(mean, tf.float32)
-    self.axes = list(range(-event_dims, 0))
+    def __init__(self, mean, event_dims=0):
+        self.loc = tf.cast(mean, tf.float32)
+        self.axes = list(range(-event_dims, 0))
 
-  def mode(self):
-    return self.loc
+    def mode(self):
+        return self.loc
 
-  mean = mode
+    mean = mode
 
-  def log_prob(self, value):
-    sq = tf.square(tf.cast(value, tf.float32) - self.loc)
-    logp = -0.5 * sq - 0.5 * np.log(2 * np.pi)
-    return tf.reduce_sum(logp, self.axes) if self.axes else logp
+    def log_prob(self, value):
+        sq = tf.square(tf.cast(value, tf.float32) - self.loc)
+        logp = -0.5 * sq - 0.5 * np.log(2 * np.pi)
+        return tf.reduce_sum(logp, self.axes) if self.axes else logp
 
 
 def twohot_encode(x, bins):
-  """Two-hot encoding of scalars `x` onto sorted `bins` (DreamerV3, eq. 11).
+    """Two-hot encoding of scalars `x` onto sorted `bins` (DreamerV3, eq. 11).
 
-  The weight is split between the two nearest bins in inverse proportion to
-  the distance, so that sum(weights * bins) == x inside the bin range; values
-  outside the range go wholly to the end bin.
-  """
-  x = tf.cast(x, tf.float32)
-  n = bins.shape[0]
-  below = tf.reduce_sum(tf.cast(bins[None] <= x[..., None], tf.int32), -1) - 1
-  above = n - tf.reduce_sum(tf.cast(bins[None] > x[..., None], tf.int32), -1)
-  below = tf.clip_by_value(below, 0, n - 1)
-  above = tf.clip_by_value(above, 0, n - 1)
-  equal = tf.equal(below, above)
-  dist_below = tf.where(equal, 1.0, tf.abs(tf.gather(bins, below) - x))
-  dist_above = tf.where(equal, 1.0, tf.abs(tf.gather(bins, above) - x))
-  total = dist_below + dist_above
-  weight_below = dist_above / total
-  weight_above = dist_below / total
-  return (tf.one_hot(below, n) * weight_below[..., None] +
-          tf.one_hot(above, n) * weight_above[..., None])
+    The weight is split between the two nearest bins in inverse proportion to
+    the distance, so that sum(weights * bins) == x inside the bin range; values
+    outside the range go wholly to the end bin.
+    """
+    x = tf.cast(x, tf.float32)
+    n = bins.shape[0]
+    below = tf.reduce_sum(tf.cast(bins[None] <= x[..., None], tf.int32), -1) - 1
+    above = n - tf.reduce_sum(tf.cast(bins[None] > x[..., None], tf.int32), -1)
+    below = tf.clip_by_value(below, 0, n - 1)
+    above = tf.clip_by_value(above, 0, n - 1)
+    equal = tf.equal(below, above)
+    dist_below = tf.where(equal, 1.0, tf.abs(tf.gather(bins, below) - x))
+    dist_above = tf.where(equal, 1.0, tf.abs(tf.gather(bins, above) - x))
+    total = dist_below + dist_above
+    weight_below = dist_above / total
+    weight_above = dist_below / total
+    return (tf.one_hot(below, n) * weight_below[..., None] +
+                    tf.one_hot(above, n) * weight_above[..., None])
 
 
 class SymlogTwoHot:
-  """Categorical over bins in symlog space, trained with two-hot targets.
+    """Categorical over bins in symlog space, trained with two-hot targets.
 
-  DreamerV3's reward and critic distribution (eq. 11): log_prob(y) =
-  twohot(symlog(y)) . log_softmax(logits); the prediction is
-  symexp(softmax(logits) . bins). `bins` default to linspace(-20, 20, 255).
-  """
+    DreamerV3's reward and critic distribution (eq. 11): log_prob(y) =
+    twohot(symlog(y)) . log_softmax(logits); the prediction is
+    symexp(softmax(logits) . bins). `bins` default to linspace(-20, 20, 255).
+    """
 
-  def __init__(self, logits, low=-20.0, high=20.0):
-    self.logits = tf.cast(logits, tf.float32)
-    self.bins = tf.linspace(low, high, self.logits.shape[-1])
+    def __init__(self, logits, low=-20.0, high=20.0):
+        self.logits = tf.cast(logits, tf.float32)
+        self.bins = tf.linspace(low, high, self.logits.shape[-1])
 
-  def mean(self):
-    probs = tf.nn.softmax(self.logits)
-    return symexp(tf.reduce_sum(probs * self.bins, -1))
+    def mean(self):
+        probs = tf.nn.softmax(self.logits)
+        return symexp(tf.reduce_sum(probs * self.bins, -1))
 
-  mode = mean
+    mode = mean
 
-  def log_prob(self, value):
-    target = twohot_encode(symlog(value), self.bins)
-    return tf.reduce_sum(target * tf.nn.log_softmax(self.logits), -1)
+    def log_prob(self, value):
+        target = twohot_encode(symlog(value), self.bins)
+        return tf.reduce_sum(target * tf.nn.log_softmax(self.logits), -1)
 
 
 class Bernoulli:
-  """Bernoulli from logits; `mode()` is the thresholded probability."""
+    """Bernoulli from logits; `mode()` is the thresholded probability."""
 
-  def __init__(self, logits):
-    self.logits = tf.cast(logits, tf.float32)
+    def __init__(self, logits):
+        self.logits = tf.cast(logits, tf.float32)
 
-  def mean(self):
-    return tf.sigmoid(self.logits)
+    def mean(self):
+        return tf.sigmoid(self.logits)
 
-  def mode(self):
-    return tf.cast(self.logits > 0, tf.float32)
+    def mode(self):
+        return tf.cast(self.logits > 0, tf.float32)
 
-  def log_prob(self, value):
-    value = tf.cast(value, tf.float32)
-    return -(value * tf.nn.softplus(-self.logits) +
-             (1 - value) * tf.nn.softplus(self.logits))
+    def log_prob(self, value):
+        value = tf.cast(value, tf.float32)
+        return -(value * tf.nn.softplus(-self.logits) +
+                          (1 - value) * tf.nn.softplus(self.logits))
 
 
 def unimix_logits(logits, unimix):
-  """Mix the softmax with a uniform distribution: (1 - u) softmax + u / K (DreamerV3, sec. 'Unimix')."""
-  logits = tf.cast(logits, tf.float32)
-  if not unimix:
-    return logits
-  probs = tf.nn.softmax(logits)
-  probs = (1 - unimix) * probs + unimix / logits.shape[-1]
-  return tf.math.log(probs)
+    """Mix the softmax with a uniform distribution: (1 - u) softmax + u / K (DreamerV3, sec. 'Unimix')."""
+    logits = tf.cast(logits, tf.float32)
+    if not unimix:
+        return logits
+    probs = tf.nn.softmax(logits)
+    probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+    return tf.math.log(probs)
 
 
 def gumbel_argmax(logits, seed):
-  """Index sampled from Categorical(logits) by the Gumbel-max trick."""
-  u = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
-  return tf.argmax(logits - tf.math.log(-tf.math.log(u)), -1, output_type=tf.int32)
+    """Index sampled from Categorical(logits) by the Gumbel-max trick."""
+    u = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
+    return tf.argmax(logits - tf.math.log(-tf.math.log(u)), -1, output_type=tf.int32)
 
 
 class OneHot:
-  """One-hot categorical with straight-through gradients (DreamerV2, sec. 2, alg. 1).
+    """One-hot categorical with straight-through gradients (DreamerV2, sec. 2, alg. 1).
 
-  A sample is the one-hot of a drawn class plus `probs - stop_gradient(probs)`,
-  whose value is the one-hot and whose gradient is that of the probabilities.
-  Pass logits already mixed with `unimix_logits` for DreamerV3's 1% mix.
-  """
+    A sample is the one-hot of a drawn class plus `probs - stop_gradient(probs)`,
+    whose value is the one-hot and whose gradient is that of the probabilities.
+    Pass logits already mixed with `unimix_logits` for DreamerV3's 1% mix.
+    """
 
-  def __init__(self, logits):
-    self.logits = tf.cast(logits, tf.float32)
-    self.probs = tf.nn.softmax(self.logits)
+    def __init__(self, logits):
+        self.logits = tf.cast(logits, tf.float32)
+        self.probs = tf.nn.softmax(self.logits)
 
-  def _straight_through(self, index):
-    onehot = tf.one_hot(index, self.logits.shape[-1])
-    return onehot + self.probs - sg(self.probs)
+    def _straight_through(self, index):
+        onehot = tf.one_hot(index, self.logits.shape[-1])
+        return onehot + self.probs - sg(self.probs)
 
-  def sample(self, seed):
-    return self._straight_through(gumbel_argmax(self.logits, seed))
+    def sample(self, seed):
+        return self._straight_through(gumbel_argmax(self.logits, seed))
 
-  def mode(self):
-    return self._straight_through(tf.argmax(self.logits, -1, output_type=tf.int32))
+    def mode(self):
+        return self._straight_through(tf.argmax(self.logits, -1, output_type=tf.int32))
 
-  def log_prob(self, onehot):
-    return tf.reduce_sum(tf.cast(onehot, tf.float32) * tf.nn.log_softmax(self.logits), -1)
+    def log_prob(self, onehot):
+        return tf.reduce_sum(tf.cast(onehot, tf.float32) * tf.nn.log_softmax(self.logits), -1)
 
-  def entropy(self):
-    return -tf.reduce_sum(self.probs * tf.nn.log_softmax(self.logits), -1)
+    def entropy(self):
+        return -tf.reduce_sum(self.probs * tf.nn.log_softmax(self.logits), -1)
 
 
 class Normal:
-  """Diagonal Normal over the last axis, reparameterised, optionally tanh-squashed.
+    """Diagonal Normal over the last axis, reparameterised, optionally tanh-squashed.
 
-  `squash=True` is DreamerV1's tanh-transformed Normal (sec. 3, 'Action
-  model'): the sample is tanh(mean + std * eps). Its mode is taken as
-  tanh(mean); V1's code estimated it from 100 samples instead. Its entropy
-  is not needed (V1 uses no entropy bonus) and is not defined here.
-  """
+    `squash=True` is DreamerV1's tanh-transformed Normal (sec. 3, 'Action
+    model'): the sample is tanh(mean + std * eps). Its mode is taken as
+    tanh(mean); V1's code estimated it from 100 samples instead. Its entropy
+    is not needed (V1 uses no entropy bonus) and is not defined here.
+    """
 
-  def __init__(self, mean, std, squash=False):
-    self.loc = tf.cast(mean, tf.float32)
-    self.std = tf.cast(std, tf.float32)
-    self.squash = squash
+    def __init__(self, mean, std, squash=False):
+        self.loc = tf.cast(mean, tf.float32)
+        self.std = tf.cast(std, tf.float32)
+        self.squash = squash
 
-  def sample(self, seed):
-    x = self.loc + self.std * tf.random.stateless_normal(tf.shape(self.loc), seed)
-    return tf.tanh(x) if self.squash else x
+    def sample(self, seed):
+        x = self.loc + self.std * tf.random.stateless_normal(tf.shape(self.loc), seed)
+        return tf.tanh(x) if self.squash else x
 
-  def mode(self):
-    return tf.tanh(self.loc) if self.squash else self.loc
+    def mode(self):
+        return tf.tanh(self.loc) if self.squash else self.loc
 
-  def log_prob(self, value):
-    if self.squash:
-      raise NotImplementedError('tanh-Normal log_prob is not used by any preset')
-    z = (tf.cast(value, tf.float32) - self.loc) / self.std
-    return tf.reduce_sum(-0.5 * tf.square(z) - tf.math.log(self.std) - 0.5 * np.log(2 * np.pi), -1)
+    def log_prob(self, value):
+        if self.squash:
+            raise NotImplementedError('tanh-Normal log_prob is not used by any preset')
+        z = (tf.cast(value, tf.float32) - self.loc) / self.std
+        return tf.reduce_sum(-0.5 * tf.square(z) - tf.math.log(self.std) - 0.5 * np.log(2 * np.pi), -1)
 
-  def entropy(self):
-    if self.squash:
-      raise NotImplementedError('tanh-Normal entropy is not used by any preset')
-    return tf.reduce_sum(0.5 + 0.5 * np.log(2 * np.pi) + tf.math.log(self.std), -1)
+    def entropy(self):
+        if self.squash:
+            raise NotImplementedError('tanh-Normal entropy is not used by any preset')
+        return tf.reduce_sum(0.5 + 0.5 * np.log(2 * np.pi) + tf.math.log(self.std), -1)
 
 
 class TruncNormal:
-  """Normal truncated to [-1, 1], DreamerV2's continuous actor (danijar/dreamerv2 'trunc_normal').
+    """Normal truncated to [-1, 1], DreamerV2's continuous actor (danijar/dreamerv2 'trunc_normal').
 
-  Built on TFP's TruncatedNormal, which is reparameterised (implicit gradients).
-  """
+    Built on TFP's TruncatedNormal, which is reparameterised (implicit gradients).
+    """
 
-  def __init__(self, mean, std):
-    self.dist = tfd.Independent(
-        tfd.TruncatedNormal(tf.cast(mean, tf.float32), tf.cast(std, tf.float32), -1.0, 1.0), 1)
+    def __init__(self, mean, std):
+        self.dist = tfd.Independent(
+                tfd.TruncatedNormal(tf.cast(mean, tf.float32), tf.cast(std, tf.float32), -1.0, 1.0), 1)
 
-  def sample(self, seed):
-    return self.dist.sample(seed=seed)
+    def sample(self, seed):
+        return self.dist.sample(seed=tf.cast(seed, tf.int32))
 
-  def mode(self):
-    return self.dist.distribution.loc
+    def mode(self):
+        return self.dist.distribution.loc
 
-  def log_prob(self, value):
-    return self.dist.log_prob(value)
+    def log_prob(self, value):
+        return self.dist.log_prob(value)
 
-  def entropy(self):
-    return self.dist.entropy()
+    def entropy(self):
+        return self.dist.entropy()
 
 
 def kl_categorical(post_logits, prior_logits):
-  """KL(post || prior) of independent categoricals, summed over the groups axis [..., G, C]."""
-  post_logp = tf.nn.log_softmax(post_logits)
-  prior_logp = tf.nn.log_softmax(prior_logits)
-  kl = tf.reduce_sum(tf.exp(post_logp) * (post_logp - prior_logp), -1)
-  return tf.reduce_sum(kl, -1)
+    """KL(post || prior) of independent categoricals, summed over the groups axis [..., G, C]."""
+    post_logp = tf.nn.log_softmax(post_logits)
+    prior_logp = tf.nn.log_softmax(prior_logits)
+    kl = tf.reduce_sum(tf.exp(post_logp) * (post_logp - prior_logp), -1)
+    return tf.reduce_sum(kl, -1)
 
 
 def kl_normal(post_mean, post_std, prior_mean, prior_std):
-  """KL(post || prior) of diagonal Normals, summed over the last axis."""
-  var_ratio = tf.square(post_std / prior_std)
-  mean_term = tf.square((post_mean - prior_mean) / prior_std)
-  kl = 0.5 * (var_ratio + mean_term - 1 - tf.math.log(var_ratio))
-  return tf.reduce_sum(kl, -1)
+    """KL(post || prior) of diagonal Normals, summed over the last axis."""
+    var_ratio = tf.square(post_std / prior_std)
+    mean_term = tf.square((post_mean - prior_mean) / prior_std)
+    kl = 0.5 * (var_ratio + mean_term - 1 - tf.math.log(var_ratio))
+    return tf.reduce_sum(kl, -1)

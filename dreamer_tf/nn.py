@@ -13,165 +13,165 @@ import numpy as np
 import tensorflow as tf
 
 ACTIVATIONS = {
-    'none': tf.identity,
-    'elu': tf.nn.elu,
-    'relu': tf.nn.relu,
-    'silu': tf.nn.silu,
-    'tanh': tf.tanh,
+        'none': tf.identity,
+        'elu': tf.nn.elu,
+        'relu': tf.nn.relu,
+        'silu': tf.nn.silu,
+        'tanh': tf.tanh,
 }
 
 
 def get_act(name):
-  if name not in ACTIVATIONS:
-    raise ValueError(f'unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}')
-  return ACTIVATIONS[name]
+    if name not in ACTIVATIONS:
+        raise ValueError(f'unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}')
+    return ACTIVATIONS[name]
 
 
 def _glorot(shape, fan_in, fan_out, scale=1.0):
-  # Variance 2 / (fan_in + fan_out): the same variance as DreamerV3's
-  # truncated-normal fan_avg initialiser and Keras' glorot_uniform (V1/V2).
-  limit = math.sqrt(3 * scale * 2.0 / (fan_in + fan_out))
-  return tf.random.uniform(shape, -limit, limit, dtype=tf.float32)
+    # Variance 2 / (fan_in + fan_out): the same variance as DreamerV3's
+    # truncated-normal fan_avg initialiser and Keras' glorot_uniform (V1/V2).
+    limit = math.sqrt(3 * scale * 2.0 / (fan_in + fan_out))
+    return tf.random.uniform(shape, -limit, limit, dtype=tf.float32)
 
 
 class Linear(tf.Module):
-  """y = x W + b. `outscale=0` zero-initialises W (DreamerV3's reward/critic heads)."""
+    """y = x W + b. `outscale=0` zero-initialises W (DreamerV3's reward/critic heads)."""
 
-  def __init__(self, din, dout, bias=True, outscale=1.0, name=None):
-    super().__init__(name=name)
-    self.din, self.dout = int(din), int(dout)
-    init = (tf.zeros((self.din, self.dout)) if outscale == 0 else
-            _glorot((self.din, self.dout), self.din, self.dout, outscale))
-    self.w = tf.Variable(init, name='w')
-    self.b = tf.Variable(tf.zeros((self.dout,)), name='b') if bias else None
+    def __init__(self, din, dout, bias=True, outscale=1.0, name=None):
+        super().__init__(name=name)
+        self.din, self.dout = int(din), int(dout)
+        init = (tf.zeros((self.din, self.dout)) if outscale == 0 else
+                        _glorot((self.din, self.dout), self.din, self.dout, outscale))
+        self.w = tf.Variable(init, name='w')
+        self.b = tf.Variable(tf.zeros((self.dout,)), name='b') if bias else None
 
-  def __call__(self, x):
-    y = tf.matmul(x, tf.cast(self.w, x.dtype)) if x.shape.rank == 2 else (
-        tf.tensordot(x, tf.cast(self.w, x.dtype), 1))
-    if self.b is not None:
-      y = y + tf.cast(self.b, x.dtype)
-    return y
+    def __call__(self, x):
+        y = tf.matmul(x, tf.cast(self.w, x.dtype)) if x.shape.rank == 2 else (
+                tf.tensordot(x, tf.cast(self.w, x.dtype), 1))
+        if self.b is not None:
+            y = y + tf.cast(self.b, x.dtype)
+        return y
 
 
 class LayerNorm(tf.Module):
-  """Layer normalisation over the last axis; statistics in float32."""
+    """Layer normalisation over the last axis; statistics in float32."""
 
-  def __init__(self, dim, eps=1e-3, name=None):
-    super().__init__(name=name)
-    self.eps = eps
-    self.scale = tf.Variable(tf.ones((dim,)), name='scale')
-    self.offset = tf.Variable(tf.zeros((dim,)), name='offset')
+    def __init__(self, dim, eps=1e-3, name=None):
+        super().__init__(name=name)
+        self.eps = eps
+        self.scale = tf.Variable(tf.ones((dim,)), name='scale')
+        self.offset = tf.Variable(tf.zeros((dim,)), name='offset')
 
-  def __call__(self, x):
-    dtype = x.dtype
-    x = tf.cast(x, tf.float32)
-    mean, var = tf.nn.moments(x, [-1], keepdims=True)
-    x = (x - mean) * tf.math.rsqrt(var + self.eps) * self.scale + self.offset
-    return tf.cast(x, dtype)
+    def __call__(self, x):
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
+        mean, var = tf.nn.moments(x, [-1], keepdims=True)
+        x = (x - mean) * tf.math.rsqrt(var + self.eps) * self.scale + self.offset
+        return tf.cast(x, dtype)
 
 
 class Dense(tf.Module):
-  """Linear -> optional LayerNorm -> activation: the unit block of every MLP."""
+    """Linear -> optional LayerNorm -> activation: the unit block of every MLP."""
 
-  def __init__(self, din, dout, act='silu', norm='none', name=None):
-    super().__init__(name=name)
-    self.linear = Linear(din, dout, bias=(norm == 'none'))
-    self.norm = LayerNorm(dout) if norm == 'layer' else None
-    if norm not in ('none', 'layer'):
-      raise ValueError(f"unknown norm {norm!r}; choose 'none' or 'layer'")
-    self.act = get_act(act)
+    def __init__(self, din, dout, act='silu', norm='none', name=None):
+        super().__init__(name=name)
+        self.linear = Linear(din, dout, bias=(norm == 'none'))
+        self.norm = LayerNorm(dout) if norm == 'layer' else None
+        if norm not in ('none', 'layer'):
+            raise ValueError(f"unknown norm {norm!r}; choose 'none' or 'layer'")
+        self.act = get_act(act)
 
-  def __call__(self, x):
-    x = self.linear(x)
-    if self.norm is not None:
-      x = self.norm(x)
-    return self.act(x)
+    def __call__(self, x):
+        x = self.linear(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.act(x)
 
 
 class MLP(tf.Module):
-  """A stack of `layers` Dense blocks of width `units` (no output layer)."""
+    """A stack of `layers` Dense blocks of width `units` (no output layer)."""
 
-  def __init__(self, din, layers, units, act='silu', norm='none', name=None):
-    super().__init__(name=name)
-    self.layers = []
-    for i in range(layers):
-      self.layers.append(Dense(din, units, act, norm, name=f'dense{i}'))
-      din = units
-    self.dout = din
+    def __init__(self, din, layers, units, act='silu', norm='none', name=None):
+        super().__init__(name=name)
+        self.layers = []
+        for i in range(layers):
+            self.layers.append(Dense(din, units, act, norm, name=f'dense{i}'))
+            din = units
+        self.dout = din
 
-  def __call__(self, x):
-    for layer in self.layers:
-      x = layer(x)
-    return x
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
 
 
 class GRUCell(tf.Module):
-  """GRU with one fused linear layer over [input, state], as in DreamerV2/V3.
+    """GRU with one fused linear layer over [input, state], as in DreamerV2/V3.
 
-  Gates: reset r, candidate c = tanh(r * W_c[x, h]), update u = sigmoid(W_u[x, h]
-  + update_bias); h' = u * c + (1 - u) * h. DreamerV2/V3 use LayerNorm on the
-  fused pre-activations and update_bias -1 (danijar/dreamerv2 common/nets.py);
-  DreamerV1 used tf.keras' GRUCell, reproduced here with norm off and bias 0
-  (the reset gate then multiplies the whole candidate pre-activation, not only
-  its recurrent part: a documented, minor deviation from Keras' cell).
-  """
+    Gates: reset r, candidate c = tanh(r * W_c[x, h]), update u = sigmoid(W_u[x, h]
+    + update_bias); h' = u * c + (1 - u) * h. DreamerV2/V3 use LayerNorm on the
+    fused pre-activations and update_bias -1 (danijar/dreamerv2 common/nets.py);
+    DreamerV1 used tf.keras' GRUCell, reproduced here with norm off and bias 0
+    (the reset gate then multiplies the whole candidate pre-activation, not only
+    its recurrent part: a documented, minor deviation from Keras' cell).
+    """
 
-  def __init__(self, din, size, norm=True, update_bias=-1.0, name=None):
-    super().__init__(name=name)
-    self.size = size
-    self.update_bias = update_bias
-    self.linear = Linear(din + size, 3 * size, bias=not norm)
-    self.norm = LayerNorm(3 * size) if norm else None
+    def __init__(self, din, size, norm=True, update_bias=-1.0, name=None):
+        super().__init__(name=name)
+        self.size = size
+        self.update_bias = update_bias
+        self.linear = Linear(din + size, 3 * size, bias=not norm)
+        self.norm = LayerNorm(3 * size) if norm else None
 
-  def __call__(self, x, h):
-    parts = self.linear(tf.concat([x, tf.cast(h, x.dtype)], -1))
-    if self.norm is not None:
-      parts = self.norm(parts)
-    reset, cand, update = tf.split(parts, 3, -1)
-    reset = tf.sigmoid(reset)
-    cand = tf.tanh(reset * cand)
-    update = tf.sigmoid(update + self.update_bias)
-    return update * cand + (1 - update) * tf.cast(h, x.dtype)
+    def __call__(self, x, h):
+        parts = self.linear(tf.concat([x, tf.cast(h, x.dtype)], -1))
+        if self.norm is not None:
+            parts = self.norm(parts)
+        reset, cand, update = tf.split(parts, 3, -1)
+        reset = tf.sigmoid(reset)
+        cand = tf.tanh(reset * cand)
+        update = tf.sigmoid(update + self.update_bias)
+        return update * cand + (1 - update) * tf.cast(h, x.dtype)
 
 
 class Conv2D(tf.Module):
-  """NHWC convolution."""
+    """NHWC convolution."""
 
-  def __init__(self, cin, cout, kernel, stride=1, padding='SAME', name=None):
-    super().__init__(name=name)
-    self.stride, self.padding = stride, padding.upper()
-    fan_in, fan_out = kernel * kernel * cin, kernel * kernel * cout
-    self.w = tf.Variable(_glorot((kernel, kernel, cin, cout), fan_in, fan_out), name='w')
-    self.b = tf.Variable(tf.zeros((cout,)), name='b')
+    def __init__(self, cin, cout, kernel, stride=1, padding='SAME', name=None):
+        super().__init__(name=name)
+        self.stride, self.padding = stride, padding.upper()
+        fan_in, fan_out = kernel * kernel * cin, kernel * kernel * cout
+        self.w = tf.Variable(_glorot((kernel, kernel, cin, cout), fan_in, fan_out), name='w')
+        self.b = tf.Variable(tf.zeros((cout,)), name='b')
 
-  def __call__(self, x):
-    y = tf.nn.conv2d(x, tf.cast(self.w, x.dtype), self.stride, self.padding)
-    return y + tf.cast(self.b, x.dtype)
+    def __call__(self, x):
+        y = tf.nn.conv2d(x, tf.cast(self.w, x.dtype), self.stride, self.padding)
+        return y + tf.cast(self.b, x.dtype)
 
 
 class ConvTranspose2D(tf.Module):
-  """NHWC transposed convolution with a statically known output size."""
+    """NHWC transposed convolution with a statically known output size."""
 
-  def __init__(self, cin, cout, kernel, stride=2, padding='SAME', name=None):
-    super().__init__(name=name)
-    self.kernel, self.stride, self.padding = kernel, stride, padding.upper()
-    self.cout = cout
-    fan_in, fan_out = kernel * kernel * cin, kernel * kernel * cout
-    self.w = tf.Variable(_glorot((kernel, kernel, cout, cin), fan_in, fan_out), name='w')
-    self.b = tf.Variable(tf.zeros((cout,)), name='b')
+    def __init__(self, cin, cout, kernel, stride=2, padding='SAME', name=None):
+        super().__init__(name=name)
+        self.kernel, self.stride, self.padding = kernel, stride, padding.upper()
+        self.cout = cout
+        fan_in, fan_out = kernel * kernel * cin, kernel * kernel * cout
+        self.w = tf.Variable(_glorot((kernel, kernel, cout, cin), fan_in, fan_out), name='w')
+        self.b = tf.Variable(tf.zeros((cout,)), name='b')
 
-  def out_size(self, size):
-    if self.padding == 'SAME':
-      return size * self.stride
-    return (size - 1) * self.stride + self.kernel
+    def out_size(self, size):
+        if self.padding == 'SAME':
+            return size * self.stride
+        return (size - 1) * self.stride + self.kernel
 
-  def __call__(self, x):
-    h, w = x.shape[1], x.shape[2]
-    shape = tf.stack([tf.shape(x)[0], self.out_size(h), self.out_size(w), self.cout])
-    y = tf.nn.conv2d_transpose(
-        x, tf.cast(self.w, x.dtype), shape, self.stride, self.padding)
-    return y + tf.cast(self.b, x.dtype)
+    def __call__(self, x):
+        h, w = x.shape[1], x.shape[2]
+        shape = tf.stack([tf.shape(x)[0], self.out_size(h), self.out_size(w), self.cout])
+        y = tf.nn.conv2d_transpose(
+                x, tf.cast(self.w, x.dtype), shape, self.stride, self.padding)
+        return y + tf.cast(self.b, x.dtype)
 
 
 def flat_size(shape):
-  return int(np.prod(shape))
+    return int(np.prod(shape))

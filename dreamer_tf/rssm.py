@@ -2,9 +2,9 @@
 
 State s_t = (h_t, z_t): a deterministic GRU state h_t ("deter") and a
 stochastic latent z_t ("stoch"), PlaNet (Hafner et al. 2019, eq. 3-4):
-  h_t = f(h_{t-1}, z_{t-1}, a_{t-1})        deterministic recurrence (GRU)
-  z_t ~ p(z_t | h_t)                        prior, used to imagine
-  z_t ~ q(z_t | h_t, e_t)                   posterior, given the embedding e_t
+    h_t = f(h_{t-1}, z_{t-1}, a_{t-1})        deterministic recurrence (GRU)
+    z_t ~ p(z_t | h_t)                        prior, used to imagine
+    z_t ~ q(z_t | h_t, e_t)                   posterior, given the embedding e_t
 The latent is either a diagonal Gaussian (PlaNet, DreamerV1) or `stoch`
 categoricals with `classes` classes sampled straight-through (DreamerV2,
 with DreamerV3's optional uniform mix).
@@ -22,160 +22,160 @@ sg = tf.stop_gradient
 
 class RSSM(tf.Module):
 
-  def __init__(self, act_dim, embed_dim, *, deter, hidden, stoch, classes,
-               unimix=0.0, act='silu', norm='none', gru_norm=True,
-               initial='zeros', min_std=0.1, compute_dtype=tf.float32, name='rssm'):
-    super().__init__(name=name)
-    self.deter, self.stoch, self.classes = deter, stoch, classes
-    self.unimix, self.min_std = unimix, min_std
-    self.dtype = compute_dtype
-    self.act_dim = act_dim
-    self.stoch_size = stoch * classes if classes else stoch
-    stats_size = stoch * classes if classes else 2 * stoch
-    if initial not in ('zeros', 'learned'):
-      raise ValueError(f"rssm.initial must be 'zeros' or 'learned', got {initial!r}")
-    self.initial_kind = initial
-    with self.name_scope:
-      self.img_in = nn.Dense(self.stoch_size + act_dim, hidden, act, norm, name='img_in')
-      self.gru = nn.GRUCell(hidden, deter, norm=gru_norm,
-                            update_bias=-1.0 if gru_norm else 0.0, name='gru')
-      self.img_out = nn.Dense(deter, hidden, act, norm, name='img_out')
-      self.img_stats = nn.Linear(hidden, stats_size, name='img_stats')
-      self.obs_out = nn.Dense(deter + embed_dim, hidden, act, norm, name='obs_out')
-      self.obs_stats = nn.Linear(hidden, stats_size, name='obs_stats')
-      if initial == 'learned':
-        # DreamerV3: h_0 = tanh(w) with w learned, z_0 the prior's mode at h_0.
-        self.initial_deter = tf.Variable(tf.zeros((deter,)), name='initial_deter')
+    def __init__(self, act_dim, embed_dim, *, deter, hidden, stoch, classes,
+                              unimix=0.0, act='silu', norm='none', gru_norm=True,
+                              initial='zeros', min_std=0.1, compute_dtype=tf.float32, name='rssm'):
+        super().__init__(name=name)
+        self.deter, self.stoch, self.classes = deter, stoch, classes
+        self.unimix, self.min_std = unimix, min_std
+        self.dtype = compute_dtype
+        self.act_dim = act_dim
+        self.stoch_size = stoch * classes if classes else stoch
+        stats_size = stoch * classes if classes else 2 * stoch
+        if initial not in ('zeros', 'learned'):
+            raise ValueError(f"rssm.initial must be 'zeros' or 'learned', got {initial!r}")
+        self.initial_kind = initial
+        with self.name_scope:
+            self.img_in = nn.Dense(self.stoch_size + act_dim, hidden, act, norm, name='img_in')
+            self.gru = nn.GRUCell(hidden, deter, norm=gru_norm,
+                                                        update_bias=-1.0 if gru_norm else 0.0, name='gru')
+            self.img_out = nn.Dense(deter, hidden, act, norm, name='img_out')
+            self.img_stats = nn.Linear(hidden, stats_size, name='img_stats')
+            self.obs_out = nn.Dense(deter + embed_dim, hidden, act, norm, name='obs_out')
+            self.obs_stats = nn.Linear(hidden, stats_size, name='obs_stats')
+            if initial == 'learned':
+                # DreamerV3: h_0 = tanh(w) with w learned, z_0 the prior's mode at h_0.
+                self.initial_deter = tf.Variable(tf.zeros((deter,)), name='initial_deter')
 
-  @property
-  def feat_size(self):
-    return self.deter + self.stoch_size
+    @property
+    def feat_size(self):
+        return self.deter + self.stoch_size
 
-  def feat(self, state):
-    """The model state fed to every head: concat(h, z)."""
-    return tf.concat([state['deter'], state['stoch']], -1)
+    def feat(self, state):
+        """The model state fed to every head: concat(h, z)."""
+        return tf.concat([state['deter'], state['stoch']], -1)
 
-  def initial(self, batch_size):
-    if self.initial_kind == 'zeros':
-      deter = tf.zeros((batch_size, self.deter))
-      stats = self._zero_stats(batch_size)
-      return {'deter': deter, 'stoch': tf.zeros((batch_size, self.stoch_size)), **stats}
-    deter = tf.repeat(tf.tanh(self.initial_deter)[None], batch_size, 0)
-    stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
-    return {'deter': deter, 'stoch': self._dist(stats).mode(), **stats}
+    def initial(self, batch_size):
+        if self.initial_kind == 'zeros':
+            deter = tf.zeros((batch_size, self.deter))
+            stats = self._zero_stats(batch_size)
+            return {'deter': deter, 'stoch': tf.zeros((batch_size, self.stoch_size)), **stats}
+        deter = tf.repeat(tf.tanh(self.initial_deter)[None], batch_size, 0)
+        stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
+        return {'deter': deter, 'stoch': self._dist(stats).mode(), **stats}
 
-  def _zero_stats(self, batch_size):
-    if self.classes:
-      return {'logit': tf.zeros((batch_size, self.stoch, self.classes))}
-    return {'mean': tf.zeros((batch_size, self.stoch)),
-            'std': tf.ones((batch_size, self.stoch))}
+    def _zero_stats(self, batch_size):
+        if self.classes:
+            return {'logit': tf.zeros((batch_size, self.stoch, self.classes))}
+        return {'mean': tf.zeros((batch_size, self.stoch)),
+                        'std': tf.ones((batch_size, self.stoch))}
 
-  def _stats(self, x):
-    x = tf.cast(x, tf.float32)
-    if self.classes:
-      logit = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.stoch, self.classes]], 0))
-      return {'logit': dists.unimix_logits(logit, self.unimix)}
-    mean, std = tf.split(x, 2, -1)
-    return {'mean': mean, 'std': tf.nn.softplus(std) + self.min_std}
+    def _stats(self, x):
+        x = tf.cast(x, tf.float32)
+        if self.classes:
+            logit = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [self.stoch, self.classes]], 0))
+            return {'logit': dists.unimix_logits(logit, self.unimix)}
+        mean, std = tf.split(x, 2, -1)
+        return {'mean': mean, 'std': tf.nn.softplus(std) + self.min_std}
 
-  def _dist(self, stats):
-    if self.classes:
-      return _Flat(dists.OneHot(stats['logit']))
-    return dists.Normal(stats['mean'], stats['std'])
+    def _dist(self, stats):
+        if self.classes:
+            return _Flat(dists.OneHot(stats['logit']))
+        return dists.Normal(stats['mean'], stats['std'])
 
-  def img_step(self, prev, prev_action, seed):
-    """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t)."""
-    x = tf.concat([prev['stoch'], tf.cast(prev_action, tf.float32)], -1)
-    x = self.img_in(tf.cast(x, self.dtype))
-    deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
-    stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
-    stoch = self._dist(stats).sample(seed)
-    return {'deter': deter, 'stoch': stoch, **stats}
+    def img_step(self, prev, prev_action, seed):
+        """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t)."""
+        x = tf.concat([prev['stoch'], tf.cast(prev_action, tf.float32)], -1)
+        x = self.img_in(tf.cast(x, self.dtype))
+        deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
+        stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
+        stoch = self._dist(stats).sample(seed)
+        return {'deter': deter, 'stoch': stoch, **stats}
 
-  def obs_step(self, prev, prev_action, embed, is_first, seed):
-    """Filter step: returns (posterior, prior) at t given e_t.
+    def obs_step(self, prev, prev_action, embed, is_first, seed):
+        """Filter step: returns (posterior, prior) at t given e_t.
 
-    Where `is_first` is set the previous state and action are replaced by the
-    initial state and zeros, so sequences may span episode boundaries.
-    """
-    prev, prev_action = self._reset(prev, prev_action, is_first)
-    seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    prior = self.img_step(prev, prev_action, seed_prior)
-    x = tf.concat([tf.cast(prior['deter'], self.dtype), tf.cast(embed, self.dtype)], -1)
-    stats = self._stats(self.obs_stats(self.obs_out(x)))
-    stoch = self._dist(stats).sample(seed_post)
-    post = {'deter': prior['deter'], 'stoch': stoch, **stats}
-    return post, prior
+        Where `is_first` is set the previous state and action are replaced by the
+        initial state and zeros, so sequences may span episode boundaries.
+        """
+        prev, prev_action = self._reset(prev, prev_action, is_first)
+        seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        prior = self.img_step(prev, prev_action, seed_prior)
+        x = tf.concat([tf.cast(prior['deter'], self.dtype), tf.cast(embed, self.dtype)], -1)
+        stats = self._stats(self.obs_stats(self.obs_out(x)))
+        stoch = self._dist(stats).sample(seed_post)
+        post = {'deter': prior['deter'], 'stoch': stoch, **stats}
+        return post, prior
 
-  def _reset(self, prev, prev_action, is_first):
-    mask = tf.cast(is_first, tf.float32)[:, None]
-    init = self.initial(tf.shape(is_first)[0])
-    prev = {k: _blend(init[k], v, mask) for k, v in prev.items()}
-    return prev, tf.cast(prev_action, tf.float32) * (1 - mask)
+    def _reset(self, prev, prev_action, is_first):
+        mask = tf.cast(is_first, tf.float32)[:, None]
+        init = self.initial(tf.shape(is_first)[0])
+        prev = {k: _blend(init[k], v, mask) for k, v in prev.items()}
+        return prev, tf.cast(prev_action, tf.float32) * (1 - mask)
 
-  def observe(self, embed, action, is_first, seed, state=None):
-    """Filter a sequence. embed [B,T,E], action [B,T,A] (a_{t-1}), is_first [B,T].
+    def observe(self, embed, action, is_first, seed, state=None):
+        """Filter a sequence. embed [B,T,E], action [B,T,A] (a_{t-1}), is_first [B,T].
 
-    Returns (post, prior), dicts of [B, T, ...] tensors.
-    """
-    batch, length = tf.shape(embed)[0], embed.shape[1]
-    state = self.initial(batch) if state is None else state
-    seeds = tf.random.experimental.stateless_split(seed, length)
-    swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
-    elems = (swap(tf.cast(action, tf.float32)), swap(embed), swap(is_first), seeds)
+        Returns (post, prior), dicts of [B, T, ...] tensors.
+        """
+        batch, length = tf.shape(embed)[0], embed.shape[1]
+        state = self.initial(batch) if state is None else state
+        seeds = tf.random.experimental.stateless_split(seed, length)
+        swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+        elems = (swap(tf.cast(action, tf.float32)), swap(embed), swap(is_first), seeds)
 
-    def step(carry, inputs):
-      return self.obs_step(carry[0], *inputs)
+        def step(carry, inputs):
+            return self.obs_step(carry[0], *inputs)
 
-    post, prior = tf.scan(step, elems, initializer=(state, state))
-    return ({k: swap(v) for k, v in post.items()},
-            {k: swap(v) for k, v in prior.items()})
+        post, prior = tf.scan(step, elems, initializer=(state, state))
+        return ({k: swap(v) for k, v in post.items()},
+                        {k: swap(v) for k, v in prior.items()})
 
-  def imagine(self, policy, start, horizon, seed):
-    """Roll the prior forward `horizon` steps from `start` (dict of [N, ...]).
+    def imagine(self, policy, start, horizon, seed):
+        """Roll the prior forward `horizon` steps from `start` (dict of [N, ...]).
 
-    `policy(feat, seed)` returns an action; its input is stop-gradiented as
-    in Dreamer (V1 `imagine_ahead`, V2/V3 `imagine`), while gradients flow
-    from the imagined states back through actions into the policy (dynamics
-    backpropagation). Returns (states dict of [H+1, N, ...] including the
-    start, actions [H, N, A] where actions[t] is taken in states[t]).
-    """
-    seeds = tf.random.experimental.stateless_split(seed, horizon)
+        `policy(feat, seed)` returns an action; its input is stop-gradiented as
+        in Dreamer (V1 `imagine_ahead`, V2/V3 `imagine`), while gradients flow
+        from the imagined states back through actions into the policy (dynamics
+        backpropagation). Returns (states dict of [H+1, N, ...] including the
+        start, actions [H, N, A] where actions[t] is taken in states[t]).
+        """
+        seeds = tf.random.experimental.stateless_split(seed, horizon)
 
-    def step(carry, step_seed):
-      state, _ = carry
-      seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-      action = policy(sg(self.feat(state)), seed_act)
-      return self.img_step(state, action, seed_img), action
+        def step(carry, step_seed):
+            state, _ = carry
+            seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
+            action = policy(sg(self.feat(state)), seed_act)
+            return self.img_step(state, action, seed_img), action
 
-    no_action = tf.zeros((tf.shape(start['deter'])[0], self.act_dim))
-    states, actions = tf.scan(step, seeds, initializer=(start, no_action))
-    states = {k: tf.concat([start[k][None], v], 0) for k, v in states.items()}
-    return states, actions
+        no_action = tf.zeros((tf.shape(start['deter'])[0], self.act_dim))
+        states, actions = tf.scan(step, seeds, initializer=(start, no_action))
+        states = {k: tf.concat([start[k][None], v], 0) for k, v in states.items()}
+        return states, actions
 
-  def kl(self, post, prior):
-    """KL(post || prior) per step, summed over latent dimensions."""
-    if self.classes:
-      return dists.kl_categorical(post['logit'], prior['logit'])
-    return dists.kl_normal(post['mean'], post['std'], prior['mean'], prior['std'])
+    def kl(self, post, prior):
+        """KL(post || prior) per step, summed over latent dimensions."""
+        if self.classes:
+            return dists.kl_categorical(post['logit'], prior['logit'])
+        return dists.kl_normal(post['mean'], post['std'], prior['mean'], prior['std'])
 
 
 def _blend(init, value, mask):
-  mask = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([value.shape.rank - 2], tf.int32)], 0))
-  return mask * init + (1 - mask) * value
+    mask = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([value.shape.rank - 2], tf.int32)], 0))
+    return mask * init + (1 - mask) * value
 
 
 class _Flat:
-  """Flattens [.., G, C] one-hot samples of a categorical latent to [.., G*C]."""
+    """Flattens [.., G, C] one-hot samples of a categorical latent to [.., G*C]."""
 
-  def __init__(self, dist):
-    self.dist = dist
+    def __init__(self, dist):
+        self.dist = dist
 
-  def _flat(self, x):
-    return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [x.shape[-2] * x.shape[-1]]], 0))
+    def _flat(self, x):
+        return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [x.shape[-2] * x.shape[-1]]], 0))
 
-  def sample(self, seed):
-    return self._flat(self.dist.sample(seed))
+    def sample(self, seed):
+        return self._flat(self.dist.sample(seed))
 
-  def mode(self):
-    return self._flat(self.dist.mode())
+    def mode(self):
+        return self._flat(self.dist.mode())

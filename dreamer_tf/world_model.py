@@ -1,18 +1,18 @@
 """World model: encoder + RSSM + decoder, reward and continuation heads, and its loss.
 
 Loss (one form covering the three papers):
-  L = sum_k scale_k * E[-ln p(x_k | s_t)]            reconstruction, reward, continuation
-    + dyn * clip(KL[sg(q) || p]) + rep * clip(KL[q || sg(p)])
+    L = sum_k scale_k * E[-ln p(x_k | s_t)]            reconstruction, reward, continuation
+        + dyn * clip(KL[sg(q) || p]) + rep * clip(KL[q || sg(p)])
 The two KL terms are:
 - DreamerV3 (eq. 5): dyn 0.5, rep 0.1, free bits 1 clipped per step
-  (`free_avg: false`): max(1, KL) for each (batch, time) element.
+    (`free_avg: false`): max(1, KL) for each (batch, time) element.
 - DreamerV2 KL balancing (eq. 2 / alg. 2): dyn = alpha = 0.8, rep = 1 - alpha,
-  with free nats applied to the batch-mean KL (`free_avg: true`,
-  danijar/dreamerv2 `kl.free_avg`).
+    with free nats applied to the batch-mean KL (`free_avg: true`,
+    danijar/dreamerv2 `kl.free_avg`).
 - DreamerV1/PlaNet (eq. 10 / free nats): plain KL[q || p] with free nats 3
-  on the mean. Because both terms have the same value and their gradients
-  add up to the unbalanced KL's, dyn = rep = 0.5 with `free_avg: true`
-  reproduces it exactly.
+    on the mean. Because both terms have the same value and their gradients
+    add up to the unbalanced KL's, dyn = rep = 0.5 with `free_avg: true`
+    reproduces it exactly.
 """
 import tensorflow as tf
 
@@ -23,69 +23,69 @@ sg = tf.stop_gradient
 
 
 def kl_loss(post, prior, rssm, *, dyn, rep, free, free_avg):
-  """Balanced, free-bits KL objective (see module docstring). Returns (loss, metrics)."""
-  dyn_kl = rssm.kl({k: sg(v) for k, v in post.items()}, prior)
-  rep_kl = rssm.kl(post, {k: sg(v) for k, v in prior.items()})
-  if free_avg:
-    dyn_loss = tf.maximum(tf.reduce_mean(dyn_kl), free)
-    rep_loss = tf.maximum(tf.reduce_mean(rep_kl), free)
-  else:
-    dyn_loss = tf.reduce_mean(tf.maximum(dyn_kl, free))
-    rep_loss = tf.reduce_mean(tf.maximum(rep_kl, free))
-  loss = dyn * dyn_loss + rep * rep_loss
-  return loss, {'kl': tf.reduce_mean(dyn_kl), 'dyn_loss': dyn_loss, 'rep_loss': rep_loss}
+    """Balanced, free-bits KL objective (see module docstring). Returns (loss, metrics)."""
+    dyn_kl = rssm.kl({k: sg(v) for k, v in post.items()}, prior)
+    rep_kl = rssm.kl(post, {k: sg(v) for k, v in prior.items()})
+    if free_avg:
+        dyn_loss = tf.maximum(tf.reduce_mean(dyn_kl), free)
+        rep_loss = tf.maximum(tf.reduce_mean(rep_kl), free)
+    else:
+        dyn_loss = tf.reduce_mean(tf.maximum(dyn_kl, free))
+        rep_loss = tf.reduce_mean(tf.maximum(rep_kl, free))
+    loss = dyn * dyn_loss + rep * rep_loss
+    return loss, {'kl': tf.reduce_mean(dyn_kl), 'dyn_loss': dyn_loss, 'rep_loss': rep_loss}
 
 
 class WorldModel(tf.Module):
 
-  def __init__(self, obs_space, act_space, config, compute_dtype=tf.float32, name='world_model'):
-    super().__init__(name=name)
-    self.config = config
-    self.dtype = compute_dtype
-    enc, dec = config.encoder, config.decoder
-    act_dim = act_space.n
-    with self.name_scope:
-      self.encoder = heads.Encoder(
-          obs_space, cnn_keys=enc.cnn_keys, mlp_keys=enc.mlp_keys, mlp_layers=enc.mlp_layers,
-          mlp_units=enc.mlp_units, cnn_depth=enc.cnn_depth, padding=enc.cnn_padding,
-          act=enc.act, norm=enc.norm, symlog=enc.symlog, compute_dtype=compute_dtype)
-      r = config.rssm
-      self.rssm = RSSM(
-          act_dim, self.encoder.out_size, deter=r.deter, hidden=r.hidden, stoch=r.stoch,
-          classes=r.classes, unimix=r.unimix, act=r.act, norm=r.norm, gru_norm=r.gru_norm,
-          initial=r.initial, min_std=r.min_std, compute_dtype=compute_dtype)
-      feat = self.rssm.feat_size
-      self.decoder = heads.Decoder(
-          obs_space, feat, cnn_keys=dec.cnn_keys, mlp_keys=dec.mlp_keys,
-          mlp_layers=dec.mlp_layers, mlp_units=dec.mlp_units, cnn_depth=dec.cnn_depth,
-          padding=dec.cnn_padding, act=dec.act, norm=dec.norm, vector_dist=dec.vector_dist,
-          image_dist=dec.image_dist, compute_dtype=compute_dtype)
-      self.reward = self._head(feat, config.reward_head, 'reward')
-      self.cont = (self._head(feat, config.cont_head, 'cont', dist='binary')
-                   if config.cont_head.enabled else None)
+    def __init__(self, obs_space, act_space, config, compute_dtype=tf.float32, name='world_model'):
+        super().__init__(name=name)
+        self.config = config
+        self.dtype = compute_dtype
+        enc, dec = config.encoder, config.decoder
+        act_dim = act_space.n
+        with self.name_scope:
+            self.encoder = heads.Encoder(
+                    obs_space, cnn_keys=enc.cnn_keys, mlp_keys=enc.mlp_keys, mlp_layers=enc.mlp_layers,
+                    mlp_units=enc.mlp_units, cnn_depth=enc.cnn_depth, padding=enc.cnn_padding,
+                    act=enc.act, norm=enc.norm, symlog=enc.symlog, compute_dtype=compute_dtype)
+            r = config.rssm
+            self.rssm = RSSM(
+                    act_dim, self.encoder.out_size, deter=r.deter, hidden=r.hidden, stoch=r.stoch,
+                    classes=r.classes, unimix=r.unimix, act=r.act, norm=r.norm, gru_norm=r.gru_norm,
+                    initial=r.initial, min_std=r.min_std, compute_dtype=compute_dtype)
+            feat = self.rssm.feat_size
+            self.decoder = heads.Decoder(
+                    obs_space, feat, cnn_keys=dec.cnn_keys, mlp_keys=dec.mlp_keys,
+                    mlp_layers=dec.mlp_layers, mlp_units=dec.mlp_units, cnn_depth=dec.cnn_depth,
+                    padding=dec.cnn_padding, act=dec.act, norm=dec.norm, vector_dist=dec.vector_dist,
+                    image_dist=dec.image_dist, compute_dtype=compute_dtype)
+            self.reward = self._head(feat, config.reward_head, 'reward')
+            self.cont = (self._head(feat, config.cont_head, 'cont', dist='binary')
+                                      if config.cont_head.enabled else None)
 
-  def _head(self, feat, cfg, name, dist=None):
-    return heads.Head(feat, layers=cfg.layers, units=cfg.units, act=cfg.act, norm=cfg.norm,
-                      dist=dist or cfg.dist, bins=cfg.get('bins', 255), outscale=cfg.outscale,
-                      compute_dtype=self.dtype, name=name)
+    def _head(self, feat, cfg, name, dist=None):
+        return heads.Head(feat, layers=cfg.layers, units=cfg.units, act=cfg.act, norm=cfg.norm,
+                                            dist=dist or cfg.dist, bins=cfg.get('bins', 255), outscale=cfg.outscale,
+                                            compute_dtype=self.dtype, name=name)
 
-  def loss(self, data, seed):
-    """World-model loss on a batch of sequences. Returns (loss, post, metrics)."""
-    cfg = self.config
-    embed = self.encoder(data)
-    post, prior = self.rssm.observe(embed, data['action'], data['is_first'], seed)
-    feat = self.rssm.feat(post)
-    losses = {}
-    targets = self.decoder.targets(data)
-    for key, dist in self.decoder(feat).items():
-      losses[f'recon_{key}'] = -tf.reduce_mean(dist.log_prob(targets[key]))
-    losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(data['reward']))
-    if self.cont is not None:
-      cont = 1.0 - tf.cast(data['is_terminal'], tf.float32)
-      losses['cont'] = -tf.reduce_mean(self.cont(feat).log_prob(cont))
-    kl, metrics = kl_loss(post, prior, self.rssm, **cfg.kl)
-    scales = cfg.loss_scales
-    total = kl + sum(scales[k.split('_')[0]] * v for k, v in losses.items())
-    metrics.update({f'{k}_loss': v for k, v in losses.items()})
-    metrics['model_loss'] = total
-    return total, post, metrics
+    def loss(self, data, seed):
+        """World-model loss on a batch of sequences. Returns (loss, post, metrics)."""
+        cfg = self.config
+        embed = self.encoder(data)
+        post, prior = self.rssm.observe(embed, data['action'], data['is_first'], seed)
+        feat = self.rssm.feat(post)
+        losses = {}
+        targets = self.decoder.targets(data)
+        for key, dist in self.decoder(feat).items():
+            losses[f'recon_{key}'] = -tf.reduce_mean(dist.log_prob(targets[key]))
+        losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(data['reward']))
+        if self.cont is not None:
+            cont = 1.0 - tf.cast(data['is_terminal'], tf.float32)
+            losses['cont'] = -tf.reduce_mean(self.cont(feat).log_prob(cont))
+        kl, metrics = kl_loss(post, prior, self.rssm, **cfg.kl)
+        scales = cfg.loss_scales
+        total = kl + sum(scales[k.split('_')[0]] * v for k, v in losses.items())
+        metrics.update({f'{k}_loss': v for k, v in losses.items()})
+        metrics['model_loss'] = total
+        return total, post, metrics

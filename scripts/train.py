@@ -10,13 +10,13 @@ from dreamer_tf.config import ConfigError, parse_args  # noqa: E402
 
 
 def main(argv=None):
-  try:
-    config = parse_args(argv)
-  except ConfigError as error:
-    sys.exit(f'config error: {error}')
-  from dreamer_tf.run.loop import train
-  train(config)
+    try:
+        config = parse_args(argv)
+    except ConfigError as error:
+        sys.exit(f'config error: {error}')
+    from dreamer_tf.run.loop import train
+    train(config)
 
 
 if __name__ == '__main__':
-  main()
+    main()

@@ -10,76 +10,76 @@ import tensorflow as tf
 
 
 class Mean:
-  """Running means of scalar metrics between two writes."""
+    """Running means of scalar metrics between two writes."""
 
-  def __init__(self):
-    self.sums = defaultdict(float)
-    self.counts = defaultdict(int)
+    def __init__(self):
+        self.sums = defaultdict(float)
+        self.counts = defaultdict(int)
 
-  def add(self, metrics):
-    for key, value in metrics.items():
-      self.sums[key] += float(value)
-      self.counts[key] += 1
+    def add(self, metrics):
+        for key, value in metrics.items():
+            self.sums[key] += float(value)
+            self.counts[key] += 1
 
-  def result(self):
-    out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-    self.sums.clear()
-    self.counts.clear()
-    return out
+    def result(self):
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return out
 
 
 class Logger:
-  """Appends one JSON line per write (metrics.jsonl) and mirrors it to TensorBoard.
+    """Appends one JSON line per write (metrics.jsonl) and mirrors it to TensorBoard.
 
-  A line cut short by a hard kill is skipped by `read_metrics`.
-  """
+    A line cut short by a hard kill is skipped by `read_metrics`.
+    """
 
-  def __init__(self, logdir):
-    self.path = Path(logdir) / 'metrics.jsonl'
-    self.writer = tf.summary.create_file_writer(str(logdir))
-    self.last_time, self.last_step = time.time(), None
+    def __init__(self, logdir):
+        self.path = Path(logdir) / 'metrics.jsonl'
+        self.writer = tf.summary.create_file_writer(str(logdir))
+        self.last_time, self.last_step = time.time(), None
 
-  def write(self, step, metrics):
-    record = {'step': int(step), 'time': time.time()}
-    record.update({k: float(v) for k, v in metrics.items() if _finite(v)})
-    with open(self.path, 'a') as file:
-      file.write(json.dumps(record) + '\n')
-    with self.writer.as_default(step=int(step)):
-      for key, value in record.items():
-        if key not in ('step', 'time'):
-          tf.summary.scalar(key, value)
-    self.writer.flush()
+    def write(self, step, metrics):
+        record = {'step': int(step), 'time': time.time()}
+        record.update({k: float(v) for k, v in metrics.items() if _finite(v)})
+        with open(self.path, 'a') as file:
+            file.write(json.dumps(record) + '\n')
+        with self.writer.as_default(step=int(step)):
+            for key, value in record.items():
+                if key not in ('step', 'time'):
+                    tf.summary.scalar(key, value)
+        self.writer.flush()
 
-  def console(self, step, metrics, fields):
-    parts = [f'{step:>9,d} steps']
-    for key, label, fmt in fields:
-      if key in metrics:
-        parts.append(f'{label} {metrics[key]:{fmt}}')
-    print(' | '.join(parts), flush=True)
+    def console(self, step, metrics, fields):
+        parts = [f'{step:>9,d} steps']
+        for key, label, fmt in fields:
+            if key in metrics:
+                parts.append(f'{label} {metrics[key]:{fmt}}')
+        print(' | '.join(parts), flush=True)
 
 
 def _finite(value):
-  try:
-    return math.isfinite(float(value))
-  except (TypeError, ValueError):
-    return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def read_metrics(logdir):
-  """All records of a run's metrics.jsonl, skipping a torn last line."""
-  records = []
-  path = Path(logdir) / 'metrics.jsonl'
-  if not path.exists():
+    """All records of a run's metrics.jsonl, skipping a torn last line."""
+    records = []
+    path = Path(logdir) / 'metrics.jsonl'
+    if not path.exists():
+        return records
+    with open(path) as file:
+        for line in file:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     return records
-  with open(path) as file:
-    for line in file:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
-  return records
 
 
 def summarize(values):
-  values = np.asarray(values, np.float64)
-  return {'mean': float(values.mean()), 'std': float(values.std())} if len(values) else {}
+    values = np.asarray(values, np.float64)
+    return {'mean': float(values.mean()), 'std': float(values.std())} if len(values) else {}
