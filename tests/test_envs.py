@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from dreamer_tf.envs import ActionRepeat, ActSpace, Space, TimeLimit, make_env
 from dreamer_tf.envs.base import transition
+from dreamer_tf.envs.process import ProcessEnv
 from dreamer_tf.envs.gym import Gym
 from dreamer_tf.envs.image import resize
 
@@ -329,7 +330,9 @@ def test_dmc_proprio_episode_length_with_action_repeat():
 
 
 def test_dmc_vision_image():
-    env = make_env('dmc_cartpole_balance', obs='vision', size=(64, 64))
+    # Rendering runs in a worker process: MuJoCo's GL context segfaults in a
+    # process that has loaded TensorFlow (see dreamer_tf.envs.process).
+    env = ProcessEnv(task='dmc_cartpole_balance', obs='vision', size=(64, 64))
     assert env.obs_space == {'image': Space((64, 64, 3), np.uint8)}
     first = env.reset()
     out = env.step(np.ones(1))
@@ -337,6 +340,12 @@ def test_dmc_vision_image():
         check_transition(step, env.obs_space)
         assert step['image'].std() > 1
     env.close()
+    assert not env.process.is_alive()
+
+
+def test_process_env_reports_worker_errors():
+    with pytest.raises(RuntimeError, match='Unknown task'):
+        ProcessEnv(task='nosuite_foo')
 
 
 def test_dmc_discount_zero_is_terminal(monkeypatch):

@@ -16,6 +16,7 @@ import tensorflow as tf
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import Config
 from dreamer_tf.envs import make_env
+from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
 from dreamer_tf.run.logger import Logger, Mean
 
@@ -47,10 +48,15 @@ class Counters(tf.Module):
 
 def env_from_config(config, seed, mode='train'):
     env = config.env
-    camera = None if env.camera < 0 else env.camera
-    return make_env(config.task, seed=seed, action_repeat=env.action_repeat,
-                                    time_limit=env.time_limit, size=tuple(env.size), obs=env.obs,
-                                    camera=camera, mode=mode)
+    args = dict(task=config.task, seed=seed, action_repeat=env.action_repeat,
+                time_limit=env.time_limit, size=tuple(env.size), obs=env.obs,
+                camera=None if env.camera < 0 else env.camera, mode=mode)
+    if env.process not in ('auto', 'on', 'off'):
+        raise ValueError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
+    rendered = config.task.startswith('dmc_') and env.obs == 'vision'
+    if env.process == 'on' or (env.process == 'auto' and rendered):
+        return ProcessEnv(**args)
+    return make_env(**args)
 
 
 def random_action(act_space, rng):
@@ -107,6 +113,7 @@ def evaluate(agent, env, episodes):
 
 
 def train(config: Config):
+    keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     logdir.mkdir(parents=True, exist_ok=True)
     config.save(logdir / 'config.yaml')

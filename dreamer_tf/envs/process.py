@@ -1,0 +1,95 @@
+"""Run an environment in a worker process that never imports TensorFlow.
+
+Why: MuJoCo renders headless through Mesa (EGL or OSMesa), whose llvmpipe
+driver and TensorFlow each load their own LLVM; creating a GL context in a
+process that has loaded TensorFlow segfaults (checked with TF 2.21, mujoco
+3.17, Mesa 22). A worker started with the 'spawn' method holds the
+environment and renders safely, and it also moves stepping off the
+learner's cores.
+"""
+
+import multiprocessing
+import os
+import traceback
+
+# The backend workers render with: the user's MUJOCO_GL, else EGL. Read at
+# import, before `keep_gl_out_of_this_process` changes this process's value.
+RENDER_GL = os.environ.get('MUJOCO_GL') or 'egl'
+
+
+def keep_gl_out_of_this_process():
+    """Stop MuJoCo from loading GL in this (TensorFlow) process.
+
+    Even without rendering, dm_control initialises its GL backend on import,
+    and with TensorFlow loaded the process then aborts at exit ('free():
+    invalid pointer'). Call before dm_control is imported; workers render.
+    """
+    os.environ['MUJOCO_GL'] = 'disable'
+
+
+def _work(pipe, make_args, gl_backend):
+    os.environ['MUJOCO_GL'] = gl_backend
+    from dreamer_tf.envs import make_env
+    try:
+        env = make_env(**make_args)
+        pipe.send(('ok', (env.obs_space, env.act_space)))
+    except Exception:  # reported to the parent, which raises it
+        pipe.send(('error', traceback.format_exc()))
+        return
+    try:
+        while True:
+            command, arg = pipe.recv()
+            if command == 'close':
+                break
+            try:
+                result = env.reset() if command == 'reset' else env.step(arg)
+                pipe.send(('ok', result))
+            except Exception:
+                pipe.send(('error', traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        env.close()
+
+
+class ProcessEnv:
+    """The env built by ``make_env(**make_args)``, stepped in a child process."""
+
+    def __init__(self, **make_args):
+        self.task = make_args.get('task')
+        context = multiprocessing.get_context('spawn')
+        self.pipe, child = context.Pipe()
+        self.process = context.Process(
+            target=_work, args=(child, make_args, RENDER_GL), daemon=True)
+        self.process.start()
+        child.close()
+        self.obs_space, self.act_space = self._receive()
+
+    def _receive(self):
+        try:
+            status, payload = self.pipe.recv()
+        except (EOFError, ConnectionError):
+            code = self.process.exitcode
+            raise RuntimeError(f'environment worker for {self.task!r} died '
+                               f'(exit code {code})') from None
+        if status == 'error':
+            raise RuntimeError(f'environment worker for {self.task!r} failed:\n{payload}')
+        return payload
+
+    def reset(self):
+        self.pipe.send(('reset', None))
+        return self._receive()
+
+    def step(self, action):
+        self.pipe.send(('step', action))
+        return self._receive()
+
+    def close(self):
+        try:
+            self.pipe.send(('close', None))
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.pipe.close()
