@@ -6,6 +6,7 @@ on. `policy(obs, state)` filters the observation into the RSSM posterior
 and samples (or, for evaluation, takes the mode of) the actor, for a batch
 of environments at once.
 """
+
 import tensorflow as tf
 
 from dreamer_tf.behavior import ActorCritic
@@ -39,7 +40,6 @@ def resolve_jit(jit):
 
 
 class Agent(tf.Module):
-
     def __init__(self, obs_space, act_space, config, name='agent'):
         super().__init__(name=name)
         self.config = config
@@ -51,12 +51,21 @@ class Agent(tf.Module):
             self.wm = WorldModel(obs_space, act_space, config, dtype)
             self.behavior = ActorCritic(self.wm.rssm.feat_size, act_space, config, dtype)
             scale = self.precision == '16'
-            self.model_opt = Adam(self.wm.trainable_variables, **config.model_opt,
-                                                        loss_scale=scale, name='model_opt')
-            self.actor_opt = Adam(self.behavior.actor.trainable_variables, **config.actor_opt,
-                                                        loss_scale=scale, name='actor_opt')
-            self.critic_opt = Adam(self.behavior.critic.trainable_variables, **config.critic_opt,
-                                                          loss_scale=scale, name='critic_opt')
+            self.model_opt = Adam(
+                self.wm.trainable_variables, **config.model_opt, loss_scale=scale, name='model_opt'
+            )
+            self.actor_opt = Adam(
+                self.behavior.actor.trainable_variables,
+                **config.actor_opt,
+                loss_scale=scale,
+                name='actor_opt',
+            )
+            self.critic_opt = Adam(
+                self.behavior.critic.trainable_variables,
+                **config.critic_opt,
+                loss_scale=scale,
+                name='critic_opt',
+            )
             self.rng = tf.random.Generator.from_seed(config.seed)
         self._train = tf.function(self._train_step, jit_compile=self.jit)
         self._policy = tf.function(self._policy_step, jit_compile=self.jit)
@@ -81,7 +90,8 @@ class Agent(tf.Module):
         start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
         with tf.GradientTape() as tape:
             actor_loss, traj, actor_metrics = self.behavior.actor_loss(
-                    self.wm, start, start_cont, seed_imag)
+                self.wm, start, start_cont, seed_imag
+            )
         metrics.update(actor_metrics)
         metrics.update(_prefix('actor', self._minimize(self.actor_opt, tape, actor_loss)))
         with tf.GradientTape() as tape:
@@ -97,8 +107,11 @@ class Agent(tf.Module):
 
     def policy(self, obs, state, explore=True):
         """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state)."""
-        obs = {k: tf.convert_to_tensor(v) for k, v in obs.items()
-                      if k in self.obs_space or k == 'is_first'}
+        obs = {
+            k: tf.convert_to_tensor(v)
+            for k, v in obs.items()
+            if k in self.obs_space or k == 'is_first'
+        }
         return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore)
 
     def _policy_step(self, obs, state, seed, explore):
@@ -123,8 +136,12 @@ class Agent(tf.Module):
         amount = self.config.run.expl_noise
         if self.act_space.discrete:
             seed_pick, seed_index = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            random = tf.one_hot(tf.random.stateless_uniform(
-                    tf.shape(action)[:1], seed_index, 0, self.act_space.n, tf.int32), self.act_space.n)
+            random = tf.one_hot(
+                tf.random.stateless_uniform(
+                    tf.shape(action)[:1], seed_index, 0, self.act_space.n, tf.int32
+                ),
+                self.act_space.n,
+            )
             pick = tf.random.stateless_uniform(tf.shape(action)[:1], seed_pick) < amount
             return tf.where(pick[:, None], random, action)
         noise = amount * tf.random.stateless_normal(tf.shape(action), seed)

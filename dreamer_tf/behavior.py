@@ -21,6 +21,7 @@ critic's prediction (weight `slow_reg`). The slow critic tracks the critic by
 V3: EMA 0.02 every update); V2 also computes R_t with the slow critic
 (`slow_returns`).
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -35,8 +36,12 @@ def lambda_return(reward, value, discount, lam):
     Returns R_0..R_{H-1} as [H, ...] (see the module docstring).
     """
     inputs = reward + discount * (1 - lam) * value[1:]
-    return tf.scan(lambda acc, x: x[0] + x[1] * lam * acc, (inputs, discount),
-                                  initializer=value[-1], reverse=True)
+    return tf.scan(
+        lambda acc, x: x[0] + x[1] * lam * acc,
+        (inputs, discount),
+        initializer=value[-1],
+        reverse=True,
+    )
 
 
 def quantile(x, q):
@@ -80,8 +85,10 @@ class Actor(tf.Module):
         self.discrete, self.n = act_space.discrete, act_space.n
         self.kind = 'onehot' if self.discrete else cfg.dist_cont
         if self.kind not in ('onehot', 'tanh_normal', 'trunc_normal', 'normal'):
-            raise ValueError(f"actor.dist_cont must be 'tanh_normal', 'trunc_normal' or 'normal', "
-                                              f'got {self.kind!r}')
+            raise ValueError(
+                f"actor.dist_cont must be 'tanh_normal', 'trunc_normal' or 'normal', "
+                f'got {self.kind!r}'
+            )
         self.cfg, self.dtype = cfg, compute_dtype
         with self.name_scope:
             self.mlp = nn.MLP(feat_size, cfg.layers, cfg.units, cfg.act, cfg.norm, name='mlp')
@@ -106,7 +113,6 @@ class Actor(tf.Module):
 
 
 class ActorCritic(tf.Module):
-
     def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, name='behavior'):
         super().__init__(name=name)
         self.config = config
@@ -118,9 +124,17 @@ class ActorCritic(tf.Module):
         with self.name_scope:
             self.actor = Actor(feat_size, act_space, actor_cfg, compute_dtype)
             make_critic = lambda name: heads.Head(
-                    feat_size, layers=critic_cfg.layers, units=critic_cfg.units, act=critic_cfg.act,
-                    norm=critic_cfg.norm, dist=critic_cfg.dist, bins=critic_cfg.bins,
-                    outscale=critic_cfg.outscale, compute_dtype=compute_dtype, name=name)
+                feat_size,
+                layers=critic_cfg.layers,
+                units=critic_cfg.units,
+                act=critic_cfg.act,
+                norm=critic_cfg.norm,
+                dist=critic_cfg.dist,
+                bins=critic_cfg.bins,
+                outscale=critic_cfg.outscale,
+                compute_dtype=compute_dtype,
+                name=name,
+            )
             self.critic = make_critic('critic')
             self.slow_critic = make_critic('slow_critic') if critic_cfg.slow_update_every else None
             self.retnorm = ReturnNorm(**config.retnorm) if actor_cfg.retnorm else None
@@ -169,9 +183,15 @@ class ActorCritic(tf.Module):
             metrics['actor_entropy'] = tf.reduce_mean(entropy)
         loss = -tf.reduce_mean(weight * objective)
         traj = {'feat': feat, 'returns': returns, 'weight': weight}
-        metrics.update({'actor_loss': loss, 'imag_return': tf.reduce_mean(returns),
-                                        'imag_reward': tf.reduce_mean(reward), 'return_scale': scale,
-                                        'imag_value': tf.reduce_mean(value)})
+        metrics.update(
+            {
+                'actor_loss': loss,
+                'imag_return': tf.reduce_mean(returns),
+                'imag_reward': tf.reduce_mean(reward),
+                'return_scale': scale,
+                'imag_value': tf.reduce_mean(value),
+            }
+        )
         return loss, traj, metrics
 
     def critic_loss(self, traj):

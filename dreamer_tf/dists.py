@@ -8,6 +8,7 @@ Sampling takes a stateless seed (a shape-[2] int tensor) so that it is
 reproducible, compiles under XLA, and uses explicit noise ops (Gumbel-max,
 mean + std * noise) that also convert to ONNX/TFLite.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -87,8 +88,10 @@ def twohot_encode(x, bins):
     total = dist_below + dist_above
     weight_below = dist_above / total
     weight_above = dist_below / total
-    return (tf.one_hot(below, n) * weight_below[..., None] +
-                    tf.one_hot(above, n) * weight_above[..., None])
+    return (
+        tf.one_hot(below, n) * weight_below[..., None]
+        + tf.one_hot(above, n) * weight_above[..., None]
+    )
 
 
 class SymlogTwoHot:
@@ -128,8 +131,7 @@ class Bernoulli:
 
     def log_prob(self, value):
         value = tf.cast(value, tf.float32)
-        return -(value * tf.nn.softplus(-self.logits) +
-                          (1 - value) * tf.nn.softplus(self.logits))
+        return -(value * tf.nn.softplus(-self.logits) + (1 - value) * tf.nn.softplus(self.logits))
 
 
 def unimix_logits(logits, unimix):
@@ -202,7 +204,9 @@ class Normal:
         if self.squash:
             raise NotImplementedError('tanh-Normal log_prob is not used by any preset')
         z = (tf.cast(value, tf.float32) - self.loc) / self.std
-        return tf.reduce_sum(-0.5 * tf.square(z) - tf.math.log(self.std) - 0.5 * np.log(2 * np.pi), -1)
+        return tf.reduce_sum(
+            -0.5 * tf.square(z) - tf.math.log(self.std) - 0.5 * np.log(2 * np.pi), -1
+        )
 
     def entropy(self):
         if self.squash:
@@ -218,7 +222,8 @@ class TruncNormal:
 
     def __init__(self, mean, std):
         self.dist = tfd.Independent(
-                tfd.TruncatedNormal(tf.cast(mean, tf.float32), tf.cast(std, tf.float32), -1.0, 1.0), 1)
+            tfd.TruncatedNormal(tf.cast(mean, tf.float32), tf.cast(std, tf.float32), -1.0, 1.0), 1
+        )
 
     def sample(self, seed):
         return self.dist.sample(seed=tf.cast(seed, tf.int32))

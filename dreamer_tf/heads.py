@@ -12,6 +12,7 @@ Two CNN layouts reproduce the papers:
 - `padding: same` (DreamerV3): stride-2 kernel-4 convolutions halving the
     resolution down to 4x4, LayerNorm + SiLU after each; the decoder mirrors it.
 """
+
 import re
 
 import numpy as np
@@ -37,11 +38,14 @@ def split_keys(obs_space, cnn_pattern, mlp_pattern):
             mlp.append(key)
         elif rank not in (1, 3):
             raise ValueError(
-                    f'observation {key!r} has shape {tuple(space.shape)}: only images (H, W, C) '
-                    'and vectors (D,) are supported; flatten or reshape it in the env wrapper')
+                f'observation {key!r} has shape {tuple(space.shape)}: only images (H, W, C) '
+                'and vectors (D,) are supported; flatten or reshape it in the env wrapper'
+            )
     if not cnn and not mlp:
-        raise ValueError(f'no observation key matches cnn_keys={cnn_pattern!r} or '
-                                          f'mlp_keys={mlp_pattern!r}; observation keys: {sorted(obs_space)}')
+        raise ValueError(
+            f'no observation key matches cnn_keys={cnn_pattern!r} or '
+            f'mlp_keys={mlp_pattern!r}; observation keys: {sorted(obs_space)}'
+        )
     return sorted(cnn), sorted(mlp)
 
 
@@ -55,9 +59,22 @@ def _image_shape(obs_space, keys):
 
 
 class Encoder(tf.Module):
-
-    def __init__(self, obs_space, *, cnn_keys, mlp_keys, mlp_layers, mlp_units,
-                              cnn_depth, padding, act, norm, symlog, compute_dtype=tf.float32, name='encoder'):
+    def __init__(
+        self,
+        obs_space,
+        *,
+        cnn_keys,
+        mlp_keys,
+        mlp_layers,
+        mlp_units,
+        cnn_depth,
+        padding,
+        act,
+        norm,
+        symlog,
+        compute_dtype=tf.float32,
+        name='encoder',
+    ):
         super().__init__(name=name)
         self.cnn_keys, self.mlp_keys = split_keys(obs_space, cnn_keys, mlp_keys)
         self.symlog, self.dtype = symlog, compute_dtype
@@ -68,14 +85,21 @@ class Encoder(tf.Module):
                 height, width, channels = _image_shape(obs_space, self.cnn_keys)
                 self.convs, self.norms = [], []
                 for i in range(STAGES):
-                    depth = cnn_depth * 2 ** i
-                    self.convs.append(nn.Conv2D(channels, depth, 4, 2, self.padding, name=f'conv{i}'))
+                    depth = cnn_depth * 2**i
+                    self.convs.append(
+                        nn.Conv2D(channels, depth, 4, 2, self.padding, name=f'conv{i}')
+                    )
                     self.norms.append(nn.LayerNorm(depth) if norm == 'layer' else None)
                     channels = depth
-                    height, width = (_conv_out(height, self.padding), _conv_out(width, self.padding))
+                    height, width = (
+                        _conv_out(height, self.padding),
+                        _conv_out(width, self.padding),
+                    )
                 if min(height, width) < 1:
-                    raise ValueError(f'images of shape {obs_space[self.cnn_keys[0]].shape} are too '
-                                                      f'small for {STAGES} stride-2 convolutions')
+                    raise ValueError(
+                        f'images of shape {obs_space[self.cnn_keys[0]].shape} are too '
+                        f'small for {STAGES} stride-2 convolutions'
+                    )
                 self.act = nn.get_act(act)
                 self.out_size += height * width * channels
             if self.mlp_keys:
@@ -114,13 +138,30 @@ class Decoder(tf.Module):
     Gaussian on pixels in [-0.5, 0.5], V1/V2) or 'mse' (DreamerV3).
     """
 
-    def __init__(self, obs_space, feat_size, *, cnn_keys, mlp_keys, mlp_layers, mlp_units,
-                              cnn_depth, padding, act, norm, vector_dist, image_dist,
-                              compute_dtype=tf.float32, name='decoder'):
+    def __init__(
+        self,
+        obs_space,
+        feat_size,
+        *,
+        cnn_keys,
+        mlp_keys,
+        mlp_layers,
+        mlp_units,
+        cnn_depth,
+        padding,
+        act,
+        norm,
+        vector_dist,
+        image_dist,
+        compute_dtype=tf.float32,
+        name='decoder',
+    ):
         super().__init__(name=name)
         self.cnn_keys, self.mlp_keys = split_keys(obs_space, cnn_keys, mlp_keys)
-        for kind, value, valid in (('vector_dist', vector_dist, ('normal', 'symlog_mse')),
-                                                              ('image_dist', image_dist, ('normal', 'mse'))):
+        for kind, value, valid in (
+            ('vector_dist', vector_dist, ('normal', 'symlog_mse')),
+            ('image_dist', image_dist, ('normal', 'mse')),
+        ):
             if value not in valid:
                 raise ValueError(f'decoder.{kind} must be one of {valid}, got {value!r}')
         self.vector_dist, self.image_dist = vector_dist, image_dist
@@ -139,21 +180,25 @@ class Decoder(tf.Module):
         self.channels = [obs_space[k].shape[2] for k in self.cnn_keys]
         outs = [depth * 4, depth * 2, depth, channels]
         if self.padding == 'SAME':
-            if height % 2 ** STAGES or width % 2 ** STAGES:
-                raise ValueError(f'image size {height}x{width} must be divisible by {2 ** STAGES}')
-            self.start = (height // 2 ** STAGES, width // 2 ** STAGES, depth * 8)
+            if height % 2**STAGES or width % 2**STAGES:
+                raise ValueError(f'image size {height}x{width} must be divisible by {2**STAGES}')
+            self.start = (height // 2**STAGES, width // 2**STAGES, depth * 8)
             kernels = [4] * STAGES
         else:
             if (height, width) != (64, 64):
-                raise ValueError(f'the DreamerV1/V2 decoder (padding valid) needs 64x64 images, '
-                                                  f'got {height}x{width}; use decoder.padding same')
+                raise ValueError(
+                    f'the DreamerV1/V2 decoder (padding valid) needs 64x64 images, '
+                    f'got {height}x{width}; use decoder.padding same'
+                )
             self.start = (1, 1, depth * 32)
             kernels = [5, 5, 6, 6]
         self.cnn_in = nn.Linear(feat_size, int(np.prod(self.start)), name='cnn_in')
         self.deconvs, self.norms = [], []
         cin = self.start[2]
         for i, (kernel, cout) in enumerate(zip(kernels, outs)):
-            self.deconvs.append(nn.ConvTranspose2D(cin, cout, kernel, 2, self.padding, name=f'deconv{i}'))
+            self.deconvs.append(
+                nn.ConvTranspose2D(cin, cout, kernel, 2, self.padding, name=f'deconv{i}')
+            )
             last = i == STAGES - 1
             self.norms.append(nn.LayerNorm(cout) if norm == 'layer' and not last else None)
             cin = cout
@@ -170,13 +215,17 @@ class Decoder(tf.Module):
                     x = self.act(norm(x) if norm is not None else x)
             x = tf.reshape(x, tf.concat([lead, x.shape[1:]], 0))
             for key, part in zip(self.cnn_keys, tf.split(x, self.channels, -1)):
-                out[key] = (dists.UnitNormal(part, 3) if self.image_dist == 'normal'
-                                        else dists.MSE(part, 3))
+                out[key] = (
+                    dists.UnitNormal(part, 3) if self.image_dist == 'normal' else dists.MSE(part, 3)
+                )
         if self.mlp_keys:
             x = self.mlp_out(self.mlp(feat))
             for key, part in zip(self.mlp_keys, tf.split(x, self.sizes, -1)):
-                out[key] = (dists.UnitNormal(part, 1) if self.vector_dist == 'normal'
-                                        else dists.MSE(part, 1, symlog_space=True))
+                out[key] = (
+                    dists.UnitNormal(part, 1)
+                    if self.vector_dist == 'normal'
+                    else dists.MSE(part, 1, symlog_space=True)
+                )
         return out
 
     def targets(self, obs):
@@ -194,16 +243,31 @@ class Head(tf.Module):
     `outscale=0` zero-initialises the output layer (DreamerV3 reward and critic).
     """
 
-    def __init__(self, din, *, layers, units, act, norm, dist, bins=255, outscale=1.0,
-                              compute_dtype=tf.float32, name=None):
+    def __init__(
+        self,
+        din,
+        *,
+        layers,
+        units,
+        act,
+        norm,
+        dist,
+        bins=255,
+        outscale=1.0,
+        compute_dtype=tf.float32,
+        name=None,
+    ):
         super().__init__(name=name)
         if dist not in ('normal', 'symlog_twohot', 'binary'):
-            raise ValueError(f"head dist must be 'normal', 'symlog_twohot' or 'binary', got {dist!r}")
+            raise ValueError(
+                f"head dist must be 'normal', 'symlog_twohot' or 'binary', got {dist!r}"
+            )
         self.dist, self.dtype = dist, compute_dtype
         with self.name_scope:
             self.mlp = nn.MLP(din, layers, units, act, norm, name='mlp')
-            self.out = nn.Linear(self.mlp.dout, bins if dist == 'symlog_twohot' else 1,
-                                                      outscale=outscale, name='out')
+            self.out = nn.Linear(
+                self.mlp.dout, bins if dist == 'symlog_twohot' else 1, outscale=outscale, name='out'
+            )
 
     def __call__(self, feat):
         x = tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)

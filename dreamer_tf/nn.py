@@ -7,17 +7,18 @@ the dtype of its input, so mixed precision is chosen by the caller casting the
 network input (`compute_dtype`). All shapes are known at construction, so no
 variable is ever created inside a `tf.function`.
 """
+
 import math
 
 import numpy as np
 import tensorflow as tf
 
 ACTIVATIONS = {
-        'none': tf.identity,
-        'elu': tf.nn.elu,
-        'relu': tf.nn.relu,
-        'silu': tf.nn.silu,
-        'tanh': tf.tanh,
+    'none': tf.identity,
+    'elu': tf.nn.elu,
+    'relu': tf.nn.relu,
+    'silu': tf.nn.silu,
+    'tanh': tf.tanh,
 }
 
 
@@ -40,14 +41,20 @@ class Linear(tf.Module):
     def __init__(self, din, dout, bias=True, outscale=1.0, name=None):
         super().__init__(name=name)
         self.din, self.dout = int(din), int(dout)
-        init = (tf.zeros((self.din, self.dout)) if outscale == 0 else
-                        _glorot((self.din, self.dout), self.din, self.dout, outscale))
+        init = (
+            tf.zeros((self.din, self.dout))
+            if outscale == 0
+            else _glorot((self.din, self.dout), self.din, self.dout, outscale)
+        )
         self.w = tf.Variable(init, name='w')
         self.b = tf.Variable(tf.zeros((self.dout,)), name='b') if bias else None
 
     def __call__(self, x):
-        y = tf.matmul(x, tf.cast(self.w, x.dtype)) if x.shape.rank == 2 else (
-                tf.tensordot(x, tf.cast(self.w, x.dtype), 1))
+        y = (
+            tf.matmul(x, tf.cast(self.w, x.dtype))
+            if x.shape.rank == 2
+            else (tf.tensordot(x, tf.cast(self.w, x.dtype), 1))
+        )
         if self.b is not None:
             y = y + tf.cast(self.b, x.dtype)
         return y
@@ -168,8 +175,7 @@ class ConvTranspose2D(tf.Module):
     def __call__(self, x):
         h, w = x.shape[1], x.shape[2]
         shape = tf.stack([tf.shape(x)[0], self.out_size(h), self.out_size(w), self.cout])
-        y = tf.nn.conv2d_transpose(
-                x, tf.cast(self.w, x.dtype), shape, self.stride, self.padding)
+        y = tf.nn.conv2d_transpose(x, tf.cast(self.w, x.dtype), shape, self.stride, self.padding)
         return y + tf.cast(self.b, x.dtype)
 
 

@@ -10,15 +10,28 @@ changes) and counted in `skipped`. With `loss_scale=True` (float16) the
 loss is multiplied by a dynamic scale that halves after a non-finite step
 and doubles after `growth_interval` finite ones.
 """
+
 import re
 
 import tensorflow as tf
 
 
 class Adam(tf.Module):
-
-    def __init__(self, variables, *, lr, eps=1e-8, clip=0.0, wd=0.0, wd_pattern=r'.*',
-                              beta1=0.9, beta2=0.999, loss_scale=False, growth_interval=1000, name=None):
+    def __init__(
+        self,
+        variables,
+        *,
+        lr,
+        eps=1e-8,
+        clip=0.0,
+        wd=0.0,
+        wd_pattern=r'.*',
+        beta1=0.9,
+        beta2=0.999,
+        loss_scale=False,
+        growth_interval=1000,
+        name=None,
+    ):
         super().__init__(name=name)
         self.params = list(variables)
         if not self.params:
@@ -33,7 +46,7 @@ class Adam(tf.Module):
             self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name='skipped')
             self.use_scale = loss_scale
             self.growth_interval = growth_interval
-            self.scale = tf.Variable(2.0 ** 15 if loss_scale else 1.0, trainable=False, name='scale')
+            self.scale = tf.Variable(2.0**15 if loss_scale else 1.0, trainable=False, name='scale')
             self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name='good_steps')
 
     def scale_loss(self, loss):
@@ -41,8 +54,10 @@ class Adam(tf.Module):
 
     def apply(self, grads):
         """Unscale, clip and apply `grads` (aligned with the variables); returns metrics."""
-        grads = [tf.zeros_like(v) if g is None else tf.cast(g, tf.float32)
-                          for g, v in zip(grads, self.params)]
+        grads = [
+            tf.zeros_like(v) if g is None else tf.cast(g, tf.float32)
+            for g, v in zip(grads, self.params)
+        ]
         if self.use_scale:
             grads = [g / self.scale for g in grads]
         norm = tf.linalg.global_norm(grads)
@@ -53,13 +68,16 @@ class Adam(tf.Module):
         tf.cond(finite, lambda: self._update(grads), self._skip)
         if self.use_scale:
             self._update_scale(finite)
-        return {'grad_norm': norm, 'grad_finite': tf.cast(finite, tf.float32),
-                        'loss_scale': tf.identity(self.scale)}
+        return {
+            'grad_norm': norm,
+            'grad_finite': tf.cast(finite, tf.float32),
+            'loss_scale': tf.identity(self.scale),
+        }
 
     def _update(self, grads):
         step = self.step.assign_add(1)
         t = tf.cast(step, tf.float32)
-        lr = self.lr * tf.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        lr = self.lr * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
         for var, g, m, v, decay in zip(self.params, grads, self.m, self.v, self.decayed):
             m.assign(self.beta1 * m + (1 - self.beta1) * g)
             v.assign(self.beta2 * v + (1 - self.beta2) * tf.square(g))
@@ -75,5 +93,9 @@ class Adam(tf.Module):
 
     def _update_scale(self, finite):
         grow = tf.logical_and(finite, self.good_steps + 1 >= self.growth_interval)
-        self.scale.assign(tf.where(grow, self.scale * 2, tf.where(finite, self.scale, self.scale / 2)))
-        self.good_steps.assign(tf.where(finite & ~grow, self.good_steps + 1, tf.zeros_like(self.good_steps)))
+        self.scale.assign(
+            tf.where(grow, self.scale * 2, tf.where(finite, self.scale, self.scale / 2))
+        )
+        self.good_steps.assign(
+            tf.where(finite & ~grow, self.good_steps + 1, tf.zeros_like(self.good_steps))
+        )

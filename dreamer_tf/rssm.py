@@ -13,6 +13,7 @@ A state is a dict of float32 tensors: `deter`, `stoch` (flattened), and the
 distribution's parameters (`mean`, `std` or `logit`). Sequence tensors are
 batch-major [B, T, ...] at the interface and time-major inside `tf.scan`.
 """
+
 import tensorflow as tf
 
 from dreamer_tf import dists, nn
@@ -21,10 +22,24 @@ sg = tf.stop_gradient
 
 
 class RSSM(tf.Module):
-
-    def __init__(self, act_dim, embed_dim, *, deter, hidden, stoch, classes,
-                              unimix=0.0, act='silu', norm='none', gru_norm=True,
-                              initial='zeros', min_std=0.1, compute_dtype=tf.float32, name='rssm'):
+    def __init__(
+        self,
+        act_dim,
+        embed_dim,
+        *,
+        deter,
+        hidden,
+        stoch,
+        classes,
+        unimix=0.0,
+        act='silu',
+        norm='none',
+        gru_norm=True,
+        initial='zeros',
+        min_std=0.1,
+        compute_dtype=tf.float32,
+        name='rssm',
+    ):
         super().__init__(name=name)
         self.deter, self.stoch, self.classes = deter, stoch, classes
         self.unimix, self.min_std = unimix, min_std
@@ -37,8 +52,9 @@ class RSSM(tf.Module):
         self.initial_kind = initial
         with self.name_scope:
             self.img_in = nn.Dense(self.stoch_size + act_dim, hidden, act, norm, name='img_in')
-            self.gru = nn.GRUCell(hidden, deter, norm=gru_norm,
-                                                        update_bias=-1.0 if gru_norm else 0.0, name='gru')
+            self.gru = nn.GRUCell(
+                hidden, deter, norm=gru_norm, update_bias=-1.0 if gru_norm else 0.0, name='gru'
+            )
             self.img_out = nn.Dense(deter, hidden, act, norm, name='img_out')
             self.img_stats = nn.Linear(hidden, stats_size, name='img_stats')
             self.obs_out = nn.Dense(deter + embed_dim, hidden, act, norm, name='obs_out')
@@ -67,8 +83,10 @@ class RSSM(tf.Module):
     def _zero_stats(self, batch_size):
         if self.classes:
             return {'logit': tf.zeros((batch_size, self.stoch, self.classes))}
-        return {'mean': tf.zeros((batch_size, self.stoch)),
-                        'std': tf.ones((batch_size, self.stoch))}
+        return {
+            'mean': tf.zeros((batch_size, self.stoch)),
+            'std': tf.ones((batch_size, self.stoch)),
+        }
 
     def _stats(self, x):
         x = tf.cast(x, tf.float32)
@@ -128,8 +146,7 @@ class RSSM(tf.Module):
             return self.obs_step(carry[0], *inputs)
 
         post, prior = tf.scan(step, elems, initializer=(state, state))
-        return ({k: swap(v) for k, v in post.items()},
-                        {k: swap(v) for k, v in prior.items()})
+        return ({k: swap(v) for k, v in post.items()}, {k: swap(v) for k, v in prior.items()})
 
     def imagine(self, policy, start, horizon, seed):
         """Roll the prior forward `horizon` steps from `start` (dict of [N, ...]).
@@ -161,7 +178,9 @@ class RSSM(tf.Module):
 
 
 def _blend(init, value, mask):
-    mask = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([value.shape.rank - 2], tf.int32)], 0))
+    mask = tf.reshape(
+        mask, tf.concat([tf.shape(mask), tf.ones([value.shape.rank - 2], tf.int32)], 0)
+    )
     return mask * init + (1 - mask) * value
 
 

@@ -14,6 +14,7 @@ The two KL terms are:
     add up to the unbalanced KL's, dyn = rep = 0.5 with `free_avg: true`
     reproduces it exactly.
 """
+
 import tensorflow as tf
 
 from dreamer_tf import heads
@@ -37,7 +38,6 @@ def kl_loss(post, prior, rssm, *, dyn, rep, free, free_avg):
 
 
 class WorldModel(tf.Module):
-
     def __init__(self, obs_space, act_space, config, compute_dtype=tf.float32, name='world_model'):
         super().__init__(name=name)
         self.config = config
@@ -46,28 +46,70 @@ class WorldModel(tf.Module):
         act_dim = act_space.n
         with self.name_scope:
             self.encoder = heads.Encoder(
-                    obs_space, cnn_keys=enc.cnn_keys, mlp_keys=enc.mlp_keys, mlp_layers=enc.mlp_layers,
-                    mlp_units=enc.mlp_units, cnn_depth=enc.cnn_depth, padding=enc.cnn_padding,
-                    act=enc.act, norm=enc.norm, symlog=enc.symlog, compute_dtype=compute_dtype)
+                obs_space,
+                cnn_keys=enc.cnn_keys,
+                mlp_keys=enc.mlp_keys,
+                mlp_layers=enc.mlp_layers,
+                mlp_units=enc.mlp_units,
+                cnn_depth=enc.cnn_depth,
+                padding=enc.cnn_padding,
+                act=enc.act,
+                norm=enc.norm,
+                symlog=enc.symlog,
+                compute_dtype=compute_dtype,
+            )
             r = config.rssm
             self.rssm = RSSM(
-                    act_dim, self.encoder.out_size, deter=r.deter, hidden=r.hidden, stoch=r.stoch,
-                    classes=r.classes, unimix=r.unimix, act=r.act, norm=r.norm, gru_norm=r.gru_norm,
-                    initial=r.initial, min_std=r.min_std, compute_dtype=compute_dtype)
+                act_dim,
+                self.encoder.out_size,
+                deter=r.deter,
+                hidden=r.hidden,
+                stoch=r.stoch,
+                classes=r.classes,
+                unimix=r.unimix,
+                act=r.act,
+                norm=r.norm,
+                gru_norm=r.gru_norm,
+                initial=r.initial,
+                min_std=r.min_std,
+                compute_dtype=compute_dtype,
+            )
             feat = self.rssm.feat_size
             self.decoder = heads.Decoder(
-                    obs_space, feat, cnn_keys=dec.cnn_keys, mlp_keys=dec.mlp_keys,
-                    mlp_layers=dec.mlp_layers, mlp_units=dec.mlp_units, cnn_depth=dec.cnn_depth,
-                    padding=dec.cnn_padding, act=dec.act, norm=dec.norm, vector_dist=dec.vector_dist,
-                    image_dist=dec.image_dist, compute_dtype=compute_dtype)
+                obs_space,
+                feat,
+                cnn_keys=dec.cnn_keys,
+                mlp_keys=dec.mlp_keys,
+                mlp_layers=dec.mlp_layers,
+                mlp_units=dec.mlp_units,
+                cnn_depth=dec.cnn_depth,
+                padding=dec.cnn_padding,
+                act=dec.act,
+                norm=dec.norm,
+                vector_dist=dec.vector_dist,
+                image_dist=dec.image_dist,
+                compute_dtype=compute_dtype,
+            )
             self.reward = self._head(feat, config.reward_head, 'reward')
-            self.cont = (self._head(feat, config.cont_head, 'cont', dist='binary')
-                                      if config.cont_head.enabled else None)
+            self.cont = (
+                self._head(feat, config.cont_head, 'cont', dist='binary')
+                if config.cont_head.enabled
+                else None
+            )
 
     def _head(self, feat, cfg, name, dist=None):
-        return heads.Head(feat, layers=cfg.layers, units=cfg.units, act=cfg.act, norm=cfg.norm,
-                                            dist=dist or cfg.dist, bins=cfg.get('bins', 255), outscale=cfg.outscale,
-                                            compute_dtype=self.dtype, name=name)
+        return heads.Head(
+            feat,
+            layers=cfg.layers,
+            units=cfg.units,
+            act=cfg.act,
+            norm=cfg.norm,
+            dist=dist or cfg.dist,
+            bins=cfg.get('bins', 255),
+            outscale=cfg.outscale,
+            compute_dtype=self.dtype,
+            name=name,
+        )
 
     def loss(self, data, seed):
         """World-model loss on a batch of sequences. Returns (loss, post, metrics)."""

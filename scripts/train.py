@@ -1,6 +1,7 @@
 """Train an agent from named presets: `python scripts/train.py --configs dreamerv3 dmc_proprio
 --task dmc_cartpole_balance --logdir runs/cartpole --seed 0`. Any key of configs.yaml can be
 overridden as a dotted flag, e.g. `--run.steps 5e4 --run.train_ratio 64`."""
+
 import os
 import sys
 
@@ -15,6 +16,7 @@ def main(argv=None):
     except ConfigError as error:
         sys.exit(f'config error: {error}')
     from dreamer_tf.run.loop import train
+
     train(config)
 
 

@@ -1,4 +1,5 @@
 """The training loop end to end on a tiny config: metrics, checkpoints, resume."""
+
 import json
 import os
 import signal
@@ -16,13 +17,21 @@ from dreamer_tf.config import load_config
 from dreamer_tf.run.loop import Counters, train
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = {'run.steps': 160, 'run.prefill': 64, 'run.train_ratio': 8.0, 'run.log_every': 40,
-        'run.eval_every': 80, 'run.eval_episodes': 1}
+TINY = {
+    'run.steps': 160,
+    'run.prefill': 64,
+    'run.train_ratio': 8.0,
+    'run.log_every': 40,
+    'run.eval_every': 80,
+    'run.eval_episodes': 1,
+}
 
 
 def tiny_config(logdir, **overrides):
-    return load_config(['dreamerv3', 'gym', 'debug'],
-                       {**TINY, 'logdir': str(logdir), 'task': 'gym_CartPole-v1', **overrides})
+    return load_config(
+        ['dreamerv3', 'gym', 'debug'],
+        {**TINY, 'logdir': str(logdir), 'task': 'gym_CartPole-v1', **overrides},
+    )
 
 
 def read_jsonl(path):
@@ -59,10 +68,28 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
 
 
 def test_resume_after_kill_9(tmp_path):
-    cmd = [sys.executable, str(ROOT / 'scripts' / 'train.py'), '--configs', 'dreamerv3', 'gym',
-           'debug', '--task', 'gym_CartPole-v1', '--logdir', str(tmp_path),
-           '--run.steps', '100000', '--run.prefill', '64', '--run.train_ratio', '4',
-           '--run.save_every_secs', '1', '--run.eval_every', '100000']
+    cmd = [
+        sys.executable,
+        str(ROOT / 'scripts' / 'train.py'),
+        '--configs',
+        'dreamerv3',
+        'gym',
+        'debug',
+        '--task',
+        'gym_CartPole-v1',
+        '--logdir',
+        str(tmp_path),
+        '--run.steps',
+        '100000',
+        '--run.prefill',
+        '64',
+        '--run.train_ratio',
+        '4',
+        '--run.save_every_secs',
+        '1',
+        '--run.eval_every',
+        '100000',
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = tmp_path / 'checkpoints' / 'checkpoint'
     try:
@@ -75,7 +102,8 @@ def test_resume_after_kill_9(tmp_path):
         proc.wait()
     counters = Counters()
     tf.train.Checkpoint(counters=counters).restore(
-        tf.train.latest_checkpoint(str(tmp_path / 'checkpoints'))).expect_partial()
+        tf.train.latest_checkpoint(str(tmp_path / 'checkpoints'))
+    ).expect_partial()
     killed_at = int(counters.env_steps.numpy())
     assert killed_at > 0
     _, resumed = train(tiny_config(tmp_path, **{'run.steps': killed_at + 40}))
@@ -95,11 +123,15 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
 
 def test_cli_config_errors_are_clear():
     script = str(ROOT / 'scripts' / 'train.py')
-    result = subprocess.run([sys.executable, script, '--configs', 'dreamerv3', '--rssm.dter', '8'],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, script, '--configs', 'dreamerv3', '--rssm.dter', '8'],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and 'rssm.deter' in result.stderr
-    result = subprocess.run([sys.executable, script, '--run.steps', 'many'],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, script, '--run.steps', 'many'], capture_output=True, text=True
+    )
     assert result.returncode != 0 and 'run.steps' in result.stderr and 'int' in result.stderr
 
 

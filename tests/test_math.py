@@ -1,4 +1,5 @@
 """The papers' math pinned against hand-computed values."""
+
 import math
 
 import numpy as np
@@ -29,10 +30,12 @@ def test_lambda_return_limits():
     discount = tf.fill([3, 1], 0.5)
     # lambda 0: one-step TD targets r_{t+1} + d v_{t+1}.
     td = lambda_return(reward, value, discount, 0.0)[:, 0].numpy()
-    np.testing.assert_allclose(td, [1 + .5 * 1, 2 + .5 * 2, 3 + .5 * 4])
+    np.testing.assert_allclose(td, [1 + 0.5 * 1, 2 + 0.5 * 2, 3 + 0.5 * 4])
     # lambda 1: discounted rewards bootstrapped with v_H.
     mc = lambda_return(reward, value, discount, 1.0)[:, 0].numpy()
-    np.testing.assert_allclose(mc, [1 + .5 * 2 + .25 * 3 + .125 * 4, 2 + .5 * 3 + .25 * 4, 3 + .5 * 4])
+    np.testing.assert_allclose(
+        mc, [1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3 + 0.25 * 4, 3 + 0.5 * 4]
+    )
 
 
 def gaussian_rssm():
@@ -41,8 +44,12 @@ def gaussian_rssm():
 
 def normal_state(means):
     mean = tf.constant([means], tf.float32)
-    return {'mean': mean, 'std': tf.ones_like(mean), 'deter': tf.zeros((1, 2)),
-            'stoch': tf.zeros_like(mean)}
+    return {
+        'mean': mean,
+        'std': tf.ones_like(mean),
+        'deter': tf.zeros((1, 2)),
+        'stoch': tf.zeros_like(mean),
+    }
 
 
 def test_kl_balancing_weights_gradients():
@@ -66,8 +73,12 @@ def test_kl_balancing_weights_gradients():
 def test_free_bits_per_step_vs_average():
     rssm = gaussian_rssm()
     # Two batch elements with KL 0.5 and 2.0 (mean offsets 1 and 2 in one dim).
-    post = {'mean': tf.zeros((2, 2)), 'std': tf.ones((2, 2)), 'deter': tf.zeros((2, 2)),
-            'stoch': tf.zeros((2, 2))}
+    post = {
+        'mean': tf.zeros((2, 2)),
+        'std': tf.ones((2, 2)),
+        'deter': tf.zeros((2, 2)),
+        'stoch': tf.zeros((2, 2)),
+    }
     prior_mean = tf.Variable([[1.0, 0.0], [2.0, 0.0]])
     with tf.GradientTape(persistent=True) as tape:
         prior = dict(post, mean=prior_mean * 1)
@@ -79,23 +90,26 @@ def test_free_bits_per_step_vs_average():
     np.testing.assert_allclose(grad, [[0.0, 0.0], [1.0, 0.0]], atol=1e-6)
     # V1/V2 free nats on the mean: max(1, 1.25) = 1.25.
     assert averaged.numpy() == pytest.approx(1.25)
-    np.testing.assert_allclose(tape.gradient(averaged, prior_mean).numpy(),
-                               [[0.5, 0.0], [1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(averaged, prior_mean).numpy(), [[0.5, 0.0], [1.0, 0.0]], atol=1e-6
+    )
 
 
 def test_symlog_symexp():
     x = tf.constant([-(math.e - 1), 0.0, math.e - 1])
     np.testing.assert_allclose(dists.symlog(x).numpy(), [-1.0, 0.0, 1.0], rtol=1e-6)
     values = tf.constant([-1000.0, -3.5, -1e-3, 0.0, 2e-2, 7.0, 1000.0])
-    np.testing.assert_allclose(dists.symexp(dists.symlog(values)).numpy(), values.numpy(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        dists.symexp(dists.symlog(values)).numpy(), values.numpy(), rtol=1e-5
+    )
 
 
 def test_twohot_encode():
     bins = tf.constant([0.0, 1.0, 2.0, 3.0])
     got = dists.twohot_encode(tf.constant([1.25, -5.0, 3.0, 2.0, 9.0]), bins).numpy()
-    np.testing.assert_allclose(got, [[0, .75, .25, 0], [1, 0, 0, 0], [0, 0, 0, 1],
-                                     [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(
+        got, [[0, 0.75, 0.25, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-6
+    )
 
 
 def test_symlog_twohot_decode_and_log_prob():
@@ -121,8 +135,9 @@ def test_straight_through_gradient():
         soft = tf.reduce_sum(tf.nn.softmax(logits) * weights)
     value = sample.numpy()
     assert value.sum() == pytest.approx(1.0) and set(np.round(value.ravel(), 6)) <= {0.0, 1.0}
-    np.testing.assert_allclose(tape.gradient(st, logits).numpy(),
-                               tape.gradient(soft, logits).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(st, logits).numpy(), tape.gradient(soft, logits).numpy(), rtol=1e-6
+    )
 
 
 def test_unimix():
@@ -136,8 +151,9 @@ def test_categorical_kl_hand_computed():
     p = np.array([0.5, 0.5])
     q = np.array([0.25, 0.75])
     expected = (p * np.log(p / q)).sum() * 2  # two identical groups
-    got = dists.kl_categorical(tf.constant(np.log([[p, p]]), tf.float32),
-                               tf.constant(np.log([[q, q]]), tf.float32))
+    got = dists.kl_categorical(
+        tf.constant(np.log([[p, p]]), tf.float32), tf.constant(np.log([[q, q]]), tf.float32)
+    )
     assert got.numpy()[0] == pytest.approx(expected, rel=1e-5)
 
 

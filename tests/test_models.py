@@ -1,4 +1,5 @@
 """Shapes of the RSSM and networks, and two updates of every preset at the debug size."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,8 +39,9 @@ def test_is_first_resets_state():
     embed = tf.random.normal((1, 3))
     other = {k: v + 5.0 for k, v in rssm.initial(1).items()}
     reset_post, _ = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([True]), SEED)
-    fresh_post, _ = rssm.obs_step(rssm.initial(1), tf.zeros((1, 2)), embed,
-                                  tf.constant([False]), SEED)
+    fresh_post, _ = rssm.obs_step(
+        rssm.initial(1), tf.zeros((1, 2)), embed, tf.constant([False]), SEED
+    )
     np.testing.assert_allclose(reset_post['deter'].numpy(), fresh_post['deter'].numpy(), atol=1e-6)
     kept_post, _ = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([False]), SEED)
     assert not np.allclose(kept_post['deter'].numpy(), fresh_post['deter'].numpy())
@@ -48,8 +50,16 @@ def test_is_first_resets_state():
 @pytest.mark.parametrize('padding', ['same', 'valid'])
 def test_encoder_decoder_images_and_vectors(padding):
     space = {'image': Space((64, 64, 3), np.uint8), 'vector': Space((5,), np.float32)}
-    kw = dict(cnn_keys='.*', mlp_keys='.*', mlp_layers=1, mlp_units=8, cnn_depth=2,
-              padding=padding, act='silu', norm='layer')
+    kw = dict(
+        cnn_keys='.*',
+        mlp_keys='.*',
+        mlp_layers=1,
+        mlp_units=8,
+        cnn_depth=2,
+        padding=padding,
+        act='silu',
+        norm='layer',
+    )
     enc = Encoder(space, symlog=True, **kw)
     obs = {'image': tf.zeros((2, 3, 64, 64, 3), tf.uint8), 'vector': tf.ones((2, 3, 5))}
     embed = enc(obs)
@@ -64,9 +74,18 @@ def test_encoder_decoder_images_and_vectors(padding):
 
 def test_unsupported_observation_shape_is_named():
     with pytest.raises(ValueError, match="'grid' has shape"):
-        Encoder({'grid': Space((4, 4), np.float32)}, cnn_keys='.*', mlp_keys='.*',
-                mlp_layers=1, mlp_units=4, cnn_depth=2, padding='same', act='silu',
-                norm='none', symlog=False)
+        Encoder(
+            {'grid': Space((4, 4), np.float32)},
+            cnn_keys='.*',
+            mlp_keys='.*',
+            mlp_layers=1,
+            mlp_units=4,
+            cnn_depth=2,
+            padding='same',
+            act='silu',
+            norm='none',
+            symlog=False,
+        )
 
 
 def synthetic_batch(obs_space, act_space, batch=2, length=8, seed=0):
@@ -79,7 +98,8 @@ def synthetic_batch(obs_space, act_space, batch=2, length=8, seed=0):
             data[key] = rng.normal(size=(batch, length, *space.shape)).astype(np.float32)
     if act_space.discrete:
         data['action'] = np.eye(act_space.n, dtype=np.float32)[
-            rng.integers(act_space.n, size=(batch, length))]
+            rng.integers(act_space.n, size=(batch, length))
+        ]
     else:
         data['action'] = rng.uniform(-1, 1, (batch, length, act_space.n)).astype(np.float32)
     data['reward'] = rng.normal(size=(batch, length)).astype(np.float32)
@@ -97,8 +117,12 @@ CASES = [
     ('dreamerv1', 'dmc_vision', {'image': Space((64, 64, 3), np.uint8)}, False),
     ('dreamerv2', 'gym', {'vector': Space((4,), np.float32)}, True),
     ('dreamerv2', 'dmc_proprio', {'vector': Space((5,), np.float32)}, False),
-    ('dreamerv3', 'gym', {'image': Space((64, 64, 3), np.uint8),
-                          'vector': Space((3,), np.float32)}, False),
+    (
+        'dreamerv3',
+        'gym',
+        {'image': Space((64, 64, 3), np.uint8), 'vector': Space((3,), np.float32)},
+        False,
+    ),
     ('dreamerv3', 'gym', {'vector': Space((4,), np.float32)}, True),
 ]
 
@@ -116,11 +140,16 @@ def test_preset_two_updates(preset, suite, obs_space, discrete):
         assert np.isfinite(metrics[key].numpy()), key
     assert agent.model_opt.step.numpy() == 2 and agent.actor_opt.step.numpy() == 2
     assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, agent.wm.trainable_variables))
-    assert any(not np.allclose(a, b.numpy())
-               for a, b in zip(actor_before, agent.behavior.actor.trainable_variables))
+    assert any(
+        not np.allclose(a, b.numpy())
+        for a, b in zip(actor_before, agent.behavior.actor.trainable_variables)
+    )
     # The policy acts for a batch of environments and returns valid actions.
-    obs = {k: v[:, 0] for k, v in synthetic_batch(obs_space, act_space).items()
-           if k in obs_space or k == 'is_first'}
+    obs = {
+        k: v[:, 0]
+        for k, v in synthetic_batch(obs_space, act_space).items()
+        if k in obs_space or k == 'is_first'
+    }
     for explore in (True, False):
         action, state = agent.policy(obs, agent.initial_state(2), explore=explore)
         assert action.shape == (2, act_space.n)

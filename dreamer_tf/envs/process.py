@@ -30,6 +30,7 @@ def keep_gl_out_of_this_process():
 def _work(pipe, make_args, gl_backend):
     os.environ['MUJOCO_GL'] = gl_backend
     from dreamer_tf.envs import make_env
+
     try:
         env = make_env(**make_args)
         pipe.send(('ok', (env.obs_space, env.act_space)))
@@ -60,7 +61,8 @@ class ProcessEnv:
         context = multiprocessing.get_context('spawn')
         self.pipe, child = context.Pipe()
         self.process = context.Process(
-            target=_work, args=(child, make_args, RENDER_GL), daemon=True)
+            target=_work, args=(child, make_args, RENDER_GL), daemon=True
+        )
         self.process.start()
         child.close()
         self.obs_space, self.act_space = self._receive()
@@ -70,8 +72,9 @@ class ProcessEnv:
             status, payload = self.pipe.recv()
         except (EOFError, ConnectionError):
             code = self.process.exitcode
-            raise RuntimeError(f'environment worker for {self.task!r} died '
-                               f'(exit code {code})') from None
+            raise RuntimeError(
+                f'environment worker for {self.task!r} died (exit code {code})'
+            ) from None
         if status == 'error':
             raise RuntimeError(f'environment worker for {self.task!r} failed:\n{payload}')
         return payload

@@ -1,4 +1,5 @@
 """Metrics to metrics.jsonl, TensorBoard and a console progress line."""
+
 import json
 import math
 import time

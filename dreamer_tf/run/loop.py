@@ -6,6 +6,7 @@ events. Starting again with the same logdir resumes, also after `kill -9`:
 finished episodes reload from disk, weights and counters from the latest
 checkpoint, and only the unfinished episode is lost.
 """
+
 import sys
 import time
 from pathlib import Path
@@ -21,10 +22,15 @@ from dreamer_tf.replay import Replay
 from dreamer_tf.run.logger import Logger, Mean
 
 CONSOLE = (
-        ('fps', 'fps', '.0f'), ('updates_per_sec', 'upd/s', '.2f'), ('updates', 'updates', '.0f'),
-        ('episode_return', 'return', '.1f'), ('eval_return', 'eval', '.1f'),
-        ('model_loss', 'model', '.3f'), ('actor_loss', 'actor', '.3f'),
-        ('critic_loss', 'critic', '.3f'))
+    ('fps', 'fps', '.0f'),
+    ('updates_per_sec', 'upd/s', '.2f'),
+    ('updates', 'updates', '.0f'),
+    ('episode_return', 'return', '.1f'),
+    ('eval_return', 'eval', '.1f'),
+    ('model_loss', 'model', '.3f'),
+    ('actor_loss', 'actor', '.3f'),
+    ('critic_loss', 'critic', '.3f'),
+)
 
 
 class Counters(tf.Module):
@@ -38,8 +44,12 @@ class Counters(tf.Module):
         self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def counts(self):
-        return {'env_steps': self.env_steps, 'policy_steps': self.policy_steps,
-                        'updates': self.updates, 'episodes': self.episodes}
+        return {
+            'env_steps': self.env_steps,
+            'policy_steps': self.policy_steps,
+            'updates': self.updates,
+            'episodes': self.episodes,
+        }
 
     def assign(self, values):
         for key, var in self.counts().items():
@@ -48,9 +58,16 @@ class Counters(tf.Module):
 
 def env_from_config(config, seed, mode='train'):
     env = config.env
-    args = dict(task=config.task, seed=seed, action_repeat=env.action_repeat,
-                time_limit=env.time_limit, size=tuple(env.size), obs=env.obs,
-                camera=None if env.camera < 0 else env.camera, mode=mode)
+    args = dict(
+        task=config.task,
+        seed=seed,
+        action_repeat=env.action_repeat,
+        time_limit=env.time_limit,
+        size=tuple(env.size),
+        obs=env.obs,
+        camera=None if env.camera < 0 else env.camera,
+        mode=mode,
+    )
     if env.process not in ('auto', 'on', 'off'):
         raise ValueError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
     rendered = config.task.startswith('dmc_') and env.obs == 'vision'
@@ -85,9 +102,9 @@ class Checkpointer:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as error:  # any reader failure means an unusable checkpoint
             raise RuntimeError(
-                    f'cannot restore checkpoint {path}: {error}\nThe checkpoint is corrupt or was '
-                    'written by a different config. Nothing was changed on disk: move the '
-                    'checkpoints/ folder away to start the model afresh, or use another --logdir.'
+                f'cannot restore checkpoint {path}: {error}\nThe checkpoint is corrupt or was '
+                'written by a different config. Nothing was changed on disk: move the '
+                'checkpoints/ folder away to start the model afresh, or use another --logdir.'
             ) from None
         return path
 
@@ -122,17 +139,28 @@ def train(config: Config):
     run = config.run
     env = env_from_config(config, config.seed)
     eval_env = env_from_config(config, config.seed + 10_000, mode='eval')
-    replay = Replay(logdir / 'replay', int(run.replay_capacity), run.batch_length,
-                                    run.batch_size, seed=config.seed)
+    replay = Replay(
+        logdir / 'replay',
+        int(run.replay_capacity),
+        run.batch_length,
+        run.batch_size,
+        seed=config.seed,
+    )
     agent = Agent(env.obs_space, env.act_space, config)
     counters = Counters()
     ckpt = Checkpointer(logdir / 'checkpoints', run.save_every_secs, agent=agent, counters=counters)
     restored = ckpt.restore()
     print(f'Run directory: {logdir.resolve()}')
-    print(f'Resumed from {restored} at {int(counters.env_steps.numpy()):,} env steps.'
-                if restored else 'Starting a new run.')
-    print(f'Replay holds {replay.num_steps:,} steps in {replay.num_episodes} episodes. '
-                f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}.', flush=True)
+    print(
+        f'Resumed from {restored} at {int(counters.env_steps.numpy()):,} env steps.'
+        if restored
+        else 'Starting a new run.'
+    )
+    print(
+        f'Replay holds {replay.num_steps:,} steps in {replay.num_episodes} episodes. '
+        f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}.',
+        flush=True,
+    )
 
     logger = Logger(logdir)
     train_metrics, episode_metrics = Mean(), Mean()
@@ -178,8 +206,9 @@ def train(config: Config):
             episode_length += 1
             if obs['is_last']:
                 count['episodes'] += 1
-                episode_metrics.add({'episode_return': episode_return,
-                                                          'episode_length': episode_length * repeat})
+                episode_metrics.add(
+                    {'episode_return': episode_return, 'episode_length': episode_length * repeat}
+                )
                 obs = env.reset()
                 state = agent.initial_state(1)
                 replay.add({**obs, 'action': np.zeros(env.act_space.n, np.float32)})
@@ -195,7 +224,9 @@ def train(config: Config):
             if step - last_eval >= run.eval_every and step >= run.prefill:
                 last_eval = step
                 returns = evaluate(agent, eval_env, run.eval_episodes)
-                logger.write(step, {'eval_return': np.mean(returns), 'eval_return_std': np.std(returns)})
+                logger.write(
+                    step, {'eval_return': np.mean(returns), 'eval_return_std': np.std(returns)}
+                )
                 logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
             if step - last_log >= run.log_every:
                 last_log = step
@@ -211,16 +242,21 @@ def train(config: Config):
         save(force=True)
         env.close()
         eval_env.close()
-    print(f'Done at {count["env_steps"]:,} env steps. Checkpoint: {ckpt.manager.latest_checkpoint}\n'
-                f'Metrics: {logdir / "metrics.jsonl"} (TensorBoard: tensorboard --logdir {logdir})',
-                flush=True)
+    print(
+        f'Done at {count["env_steps"]:,} env steps. Checkpoint: {ckpt.manager.latest_checkpoint}\n'
+        f'Metrics: {logdir / "metrics.jsonl"} (TensorBoard: tensorboard --logdir {logdir})',
+        flush=True,
+    )
     return agent, counters
 
 
 def _rates(timer, step, updates):
     now = time.time()
     elapsed = max(now - timer['time'], 1e-9)
-    rates = {'fps': (step - timer['env_steps']) / elapsed,
-                      'updates_per_sec': (updates - timer['updates']) / elapsed, 'updates': updates}
+    rates = {
+        'fps': (step - timer['env_steps']) / elapsed,
+        'updates_per_sec': (updates - timer['updates']) / elapsed,
+        'updates': updates,
+    }
     timer.update(time=now, env_steps=step, updates=updates)
     return rates
