@@ -76,7 +76,8 @@ class RSSM(tf.Module):
             deter = tf.zeros((batch_size, self.deter))
             stats = self._zero_stats(batch_size)
             return {'deter': deter, 'stoch': tf.zeros((batch_size, self.stoch_size)), **stats}
-        deter = tf.repeat(tf.tanh(self.initial_deter)[None], batch_size, 0)
+        # A broadcast product, not tf.repeat: its gradient keeps static shapes under XLA.
+        deter = tf.tanh(self.initial_deter)[None] * tf.ones((batch_size, 1))
         stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
         return {'deter': deter, 'stoch': self._dist(stats).mode(), **stats}
 
