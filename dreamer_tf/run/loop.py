@@ -7,6 +7,7 @@ finished episodes reload from disk, weights and counters from the latest
 checkpoint, and only the unfinished episode is lost.
 """
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -191,6 +192,7 @@ def train(config: Config):
     state = agent.initial_state(1)
     replay.add({**obs, 'action': np.zeros(env.act_space.n, np.float32)})
     episode_return, episode_length = 0.0, 0
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         while count['env_steps'] < run.steps:
             if count['env_steps'] < run.prefill:
@@ -236,9 +238,10 @@ def train(config: Config):
                 logger.write(step, metrics)
                 logger.console(step, metrics, CONSOLE)
             save()
-    except KeyboardInterrupt:
-        print('Interrupted: saving a checkpoint.', file=sys.stderr)
+    except (KeyboardInterrupt, Stop) as reason:
+        print(f'Stopped ({type(reason).__name__}): saving a checkpoint.', file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         save(force=True)
         env.close()
         eval_env.close()
@@ -248,6 +251,14 @@ def train(config: Config):
         flush=True,
     )
     return agent, counters
+
+
+class Stop(Exception):
+    """Raised by SIGTERM so that the loop saves a checkpoint before it exits."""
+
+
+def _raise_stop(signum, frame):
+    raise Stop()
 
 
 def _rates(timer, step, updates):
