@@ -121,7 +121,7 @@ class Agent(tf.Module):
         latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, obs['is_first'], seed_obs)
         if not explore:
             # Evaluation acts deterministically: the posterior's mode and the actor's mode.
-            latent = dict(latent, stoch=self.wm.rssm._dist(latent).mode())
+            latent = dict(latent, stoch=self.wm.rssm.latent_dist(latent).mode())
         dist = self.behavior.actor(self.wm.rssm.feat(latent))
         action = dist.sample(seed_act) if explore else dist.mode()
         if explore and self.config.run.expl_noise:

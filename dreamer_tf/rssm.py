@@ -79,7 +79,7 @@ class RSSM(tf.Module):
         # A broadcast product, not tf.repeat: its gradient keeps static shapes under XLA.
         deter = tf.tanh(self.initial_deter)[None] * tf.ones((batch_size, 1))
         stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
-        return {'deter': deter, 'stoch': self._dist(stats).mode(), **stats}
+        return {'deter': deter, 'stoch': self.latent_dist(stats).mode(), **stats}
 
     def _zero_stats(self, batch_size):
         if self.classes:
@@ -97,7 +97,7 @@ class RSSM(tf.Module):
         mean, std = tf.split(x, 2, -1)
         return {'mean': mean, 'std': tf.nn.softplus(std) + self.min_std}
 
-    def _dist(self, stats):
+    def latent_dist(self, stats):
         if self.classes:
             return _Flat(dists.OneHot(stats['logit']))
         return dists.Normal(stats['mean'], stats['std'])
@@ -108,7 +108,7 @@ class RSSM(tf.Module):
         x = self.img_in(tf.cast(x, self.dtype))
         deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
         stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
-        stoch = self._dist(stats).sample(seed)
+        stoch = self.latent_dist(stats).sample(seed)
         return {'deter': deter, 'stoch': stoch, **stats}
 
     def obs_step(self, prev, prev_action, embed, is_first, seed):
@@ -122,7 +122,7 @@ class RSSM(tf.Module):
         prior = self.img_step(prev, prev_action, seed_prior)
         x = tf.concat([tf.cast(prior['deter'], self.dtype), tf.cast(embed, self.dtype)], -1)
         stats = self._stats(self.obs_stats(self.obs_out(x)))
-        stoch = self._dist(stats).sample(seed_post)
+        stoch = self.latent_dist(stats).sample(seed_post)
         post = {'deter': prior['deter'], 'stoch': stoch, **stats}
         return post, prior
 

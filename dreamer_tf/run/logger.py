@@ -6,7 +6,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 
@@ -38,7 +37,6 @@ class Logger:
     def __init__(self, logdir):
         self.path = Path(logdir) / 'metrics.jsonl'
         self.writer = tf.summary.create_file_writer(str(logdir))
-        self.last_time, self.last_step = time.time(), None
 
     def write(self, step, metrics):
         record = {'step': int(step), 'time': time.time()}
@@ -80,7 +78,3 @@ def read_metrics(logdir):
                 continue
     return records
 
-
-def summarize(values):
-    values = np.asarray(values, np.float64)
-    return {'mean': float(values.mean()), 'std': float(values.std())} if len(values) else {}
