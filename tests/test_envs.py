@@ -329,6 +329,19 @@ def test_dmc_proprio_episode_length_with_action_repeat():
     assert out['vector'].dtype == np.float32
 
 
+def test_dmc_internal_repeat_matches_single_steps():
+    from dreamer_tf.envs.dmc import DMC
+    single, repeated = DMC('cartpole', 'swingup', seed=3), DMC('cartpole', 'swingup', seed=3, repeat=2)
+    single.reset()
+    repeated.reset()
+    action = np.array([0.7])
+    for _ in range(3):
+        first, second = single.step(action), single.step(action)
+        both = repeated.step(action)
+        assert both['reward'] == pytest.approx(first['reward'] + second['reward'], rel=1e-6)
+        np.testing.assert_allclose(both['vector'], second['vector'])
+
+
 def test_dmc_vision_image():
     # Rendering runs in a worker process: MuJoCo's GL context segfaults in a
     # process that has loaded TensorFlow (see dreamer_tf.envs.process).

@@ -51,8 +51,9 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
         env = Gym(name, seed=seed, size=size, pixels=obs == 'vision')
     else:
         from dreamer_tf.envs.dmc import DMC, parse_task
-        env = DMC(*parse_task(name), obs=obs, size=size, camera=camera, seed=seed)
-    if action_repeat != 1:
+        env = DMC(*parse_task(name), obs=obs, size=size, camera=camera, seed=seed,
+                  repeat=action_repeat)
+    if action_repeat != 1 and suite != 'dmc':
         env = ActionRepeat(env, action_repeat)
     if time_limit:
         # Round up so that the episode covers at least time_limit env steps.

@@ -42,10 +42,16 @@ class DMC:
       size: (height, width) of rendered images.
       camera: camera id to render; defaults to 2 for quadruped, else 0.
       seed: seed of the task's random state.
+      repeat: physics steps per ``step`` call (action repeat), rewards summed.
+        Done here rather than by the generic ``ActionRepeat`` wrapper so that
+        only the last frame is rendered (rendering dominates a vision step).
     """
 
     def __init__(self, domain, task, obs='proprio', size=(64, 64), camera=None,
-                 seed=0):
+                 seed=0, repeat=1):
+        if repeat < 1:
+            raise ValueError(f'Action repeat must be >= 1, got {repeat}.')
+        self._repeat = repeat
         if obs not in OBS_MODES:
             raise ValueError(f'obs must be one of {OBS_MODES}, got {obs!r}.')
         self._env = suite.load(domain, task, task_kwargs={'random': seed})
@@ -73,11 +79,17 @@ class DMC:
 
     def step(self, action):
         ensure_running(self._done)
-        timestep = self._env.step(scale_action(action, self._low, self._high))
+        action = scale_action(action, self._low, self._high)
+        reward = 0.0
+        for _ in range(self._repeat):
+            timestep = self._env.step(action)
+            reward += timestep.reward or 0.0
+            if timestep.last():
+                break
         self._done = timestep.last()
         # dm_env signals a real termination with discount 0; time limits keep 1.
         return transition(
-            self._observe(timestep.observation), timestep.reward,
+            self._observe(timestep.observation), reward,
             is_last=self._done,
             is_terminal=self._done and timestep.discount == 0)
 
