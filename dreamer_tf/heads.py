@@ -6,10 +6,10 @@ rank-1 keys are vectors, fed to an MLP (symlog-squashed for DreamerV3). Both
 kinds may be present at once; their features are concatenated.
 
 Two CNN layouts reproduce the papers:
-- `padding: valid` (DreamerV1/V2, danijar/dreamer): 4 convolutions, kernel 4,
+- `cnn_padding: valid` (DreamerV1/V2, danijar/dreamer): 4 convolutions, kernel 4,
     stride 2, 64 -> 31 -> 14 -> 6 -> 2; the decoder maps the feature to a 1x1
     map and applies transposed convolutions with kernels 5, 5, 6, 6.
-- `padding: same` (DreamerV3): stride-2 kernel-4 convolutions halving the
+- `cnn_padding: same` (DreamerV3): stride-2 kernel-4 convolutions halving the
     resolution down to 4x4, LayerNorm + SiLU after each; the decoder mirrors it.
 """
 
@@ -68,7 +68,7 @@ class Encoder(tf.Module):
         mlp_layers,
         mlp_units,
         cnn_depth,
-        padding,
+        cnn_padding,
         act,
         norm,
         symlog,
@@ -78,7 +78,7 @@ class Encoder(tf.Module):
         super().__init__(name=name)
         self.cnn_keys, self.mlp_keys = split_keys(obs_space, cnn_keys, mlp_keys)
         self.symlog, self.dtype = symlog, compute_dtype
-        self.padding = padding.upper()
+        self.padding = cnn_padding.upper()
         self.out_size = 0
         with self.name_scope:
             if self.cnn_keys:
@@ -148,7 +148,7 @@ class Decoder(tf.Module):
         mlp_layers,
         mlp_units,
         cnn_depth,
-        padding,
+        cnn_padding,
         act,
         norm,
         vector_dist,
@@ -165,7 +165,7 @@ class Decoder(tf.Module):
             if value not in valid:
                 raise ValueError(f'decoder.{kind} must be one of {valid}, got {value!r}')
         self.vector_dist, self.image_dist = vector_dist, image_dist
-        self.dtype, self.padding = compute_dtype, padding.upper()
+        self.dtype, self.padding = compute_dtype, cnn_padding.upper()
         self.act = nn.get_act(act)
         with self.name_scope:
             if self.cnn_keys:

@@ -42,74 +42,25 @@ class WorldModel(tf.Module):
         super().__init__(name=name)
         self.config = config
         self.dtype = compute_dtype
-        enc, dec = config.encoder, config.decoder
-        act_dim = act_space.n
         with self.name_scope:
-            self.encoder = heads.Encoder(
-                obs_space,
-                cnn_keys=enc.cnn_keys,
-                mlp_keys=enc.mlp_keys,
-                mlp_layers=enc.mlp_layers,
-                mlp_units=enc.mlp_units,
-                cnn_depth=enc.cnn_depth,
-                padding=enc.cnn_padding,
-                act=enc.act,
-                norm=enc.norm,
-                symlog=enc.symlog,
-                compute_dtype=compute_dtype,
-            )
-            r = config.rssm
+            self.encoder = heads.Encoder(obs_space, **config.encoder, compute_dtype=compute_dtype)
             self.rssm = RSSM(
-                act_dim,
-                self.encoder.out_size,
-                deter=r.deter,
-                hidden=r.hidden,
-                stoch=r.stoch,
-                classes=r.classes,
-                unimix=r.unimix,
-                act=r.act,
-                norm=r.norm,
-                gru_norm=r.gru_norm,
-                initial=r.initial,
-                min_std=r.min_std,
-                compute_dtype=compute_dtype,
+                act_space.n, self.encoder.out_size, **config.rssm, compute_dtype=compute_dtype
             )
             feat = self.rssm.feat_size
             self.decoder = heads.Decoder(
-                obs_space,
-                feat,
-                cnn_keys=dec.cnn_keys,
-                mlp_keys=dec.mlp_keys,
-                mlp_layers=dec.mlp_layers,
-                mlp_units=dec.mlp_units,
-                cnn_depth=dec.cnn_depth,
-                padding=dec.cnn_padding,
-                act=dec.act,
-                norm=dec.norm,
-                vector_dist=dec.vector_dist,
-                image_dist=dec.image_dist,
-                compute_dtype=compute_dtype,
+                obs_space, feat, **config.decoder, compute_dtype=compute_dtype
             )
-            self.reward = self._head(feat, config.reward_head, 'reward')
+            self.reward = heads.Head(
+                feat, **config.reward_head, compute_dtype=compute_dtype, name='reward'
+            )
+            cont = dict(config.cont_head)
+            enabled = cont.pop('enabled')
             self.cont = (
-                self._head(feat, config.cont_head, 'cont', dist='binary')
-                if config.cont_head.enabled
+                heads.Head(feat, **cont, dist='binary', compute_dtype=compute_dtype, name='cont')
+                if enabled
                 else None
             )
-
-    def _head(self, feat, cfg, name, dist=None):
-        return heads.Head(
-            feat,
-            layers=cfg.layers,
-            units=cfg.units,
-            act=cfg.act,
-            norm=cfg.norm,
-            dist=dist or cfg.dist,
-            bins=cfg.get('bins', 255),
-            outscale=cfg.outscale,
-            compute_dtype=self.dtype,
-            name=name,
-        )
 
     def loss(self, data, seed):
         """World-model loss on a batch of sequences. Returns (loss, post, metrics)."""

@@ -57,7 +57,7 @@ def test_encoder_decoder_images_and_vectors(padding):
         mlp_layers=1,
         mlp_units=8,
         cnn_depth=2,
-        padding=padding,
+        cnn_padding=padding,
         act='silu',
         norm='layer',
     )
@@ -82,7 +82,7 @@ def test_unsupported_observation_shape_is_named():
             mlp_layers=1,
             mlp_units=4,
             cnn_depth=2,
-            padding='same',
+            cnn_padding='same',
             act='silu',
             norm='none',
             symlog=False,
