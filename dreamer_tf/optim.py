@@ -25,7 +25,7 @@ class Adam(tf.Module):
         eps=1e-8,
         clip=0.0,
         wd=0.0,
-        wd_pattern=r'.*',
+        wd_pattern=r'(^|/)w:\d+$',
         beta1=0.9,
         beta2=0.999,
         loss_scale=False,
@@ -38,6 +38,8 @@ class Adam(tf.Module):
             raise ValueError(f'optimizer {name} got no variables to train')
         self.lr, self.eps, self.clip, self.wd = lr, eps, clip, wd
         self.beta1, self.beta2 = beta1, beta2
+        # Decay only weight matrices and kernels (`w`), not biases or norm scales,
+        # as danijar/dreamerv2's `wd_pattern: kernel`.
         self.decayed = [bool(re.search(wd_pattern, v.name)) for v in self.params]
         with self.name_scope:
             self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name='m') for v in self.params]

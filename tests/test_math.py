@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from dreamer_tf import dists
 from dreamer_tf.behavior import ReturnNorm, lambda_return, quantile
+from dreamer_tf import nn
 from dreamer_tf.optim import Adam
 from dreamer_tf.rssm import RSSM
 from dreamer_tf.world_model import kl_loss
@@ -195,3 +196,13 @@ def test_adam_clip_and_loss_scale():
     assert metrics['grad_norm'].numpy() == pytest.approx(5.0)  # unscaled norm
     opt.apply([tf.constant([np.inf, 0.0])])
     assert opt.scale.numpy() == pytest.approx(scale / 2)  # halved after overflow
+
+
+def test_weight_decay_only_on_weights():
+    layer = nn.Linear(2, 2)
+    layer.b.assign([1.0, 1.0])
+    w_before = layer.w.numpy().copy()
+    opt = Adam([layer.w, layer.b], lr=0.0, wd=0.5)
+    opt.apply([tf.zeros_like(layer.w), tf.zeros_like(layer.b)])
+    np.testing.assert_allclose(layer.w.numpy(), 0.5 * w_before, rtol=1e-6)
+    np.testing.assert_allclose(layer.b.numpy(), [1.0, 1.0])
