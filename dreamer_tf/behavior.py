@@ -7,8 +7,9 @@ d_t = gamma * c_t and critic values v_t, the lambda-return is
     R_t = r_{t+1} + d_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}),   R_H = v_H
 
 (V1 eq. 6, V2 eq. 4, V3 eq. 7). The reward of reaching s_{t+1} is paired with
-v_{t+1}, as in DreamerV3's code; danijar/dreamerv2 paired reward(s_t) with
-v_{t+1} (`reward[:-1]`), an off-by-one fixed in V3, and it is not copied here.
+v_{t+1}, as in DreamerV3's code (`rew[1:]`); danijar/dreamerv2 paired
+reward(s_t) with v_{t+1} (`reward[:-1]`), an index shift V3 dropped; all
+presets here use V3's pairing.
 Every loss term at step t is weighted by
 w_t = c_0 prod_{i=1..t} d_i, the probability-weighted discount of reaching s_t.
 
