@@ -120,9 +120,11 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     assert data_files
     for path in data_files:
         path.write_bytes(b'garbage')
+    recorded = (tmp_path / 'config.yaml').read_text()
     with pytest.raises(RuntimeError, match='cannot restore checkpoint'):
-        train(tiny_config(tmp_path, **{'run.steps': 120}))
+        train(tiny_config(tmp_path, **{'run.steps': 120, 'seed': 7}))
     assert all(p.read_bytes() == b'garbage' for p in data_files)
+    assert (tmp_path / 'config.yaml').read_text() == recorded
 
 
 def test_cli_config_errors_are_clear():

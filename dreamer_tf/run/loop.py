@@ -134,7 +134,6 @@ def train(config: Config):
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     logdir.mkdir(parents=True, exist_ok=True)
-    config.save(logdir / 'config.yaml')
     tf.random.set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     run = config.run
@@ -151,6 +150,8 @@ def train(config: Config):
     counters = Counters()
     ckpt = Checkpointer(logdir / 'checkpoints', run.save_every_secs, agent=agent, counters=counters)
     restored = ckpt.restore()
+    # Written only after a successful restore, so a failed resume keeps the old record.
+    config.save(logdir / 'config.yaml')
     print(f'Run directory: {logdir.resolve()}')
     print(
         f'Resumed from {restored} at {int(counters.env_steps.numpy()):,} env steps.'
