@@ -103,8 +103,16 @@ class RSSM(tf.Module):
         return dists.Normal(stats['mean'], stats['std'])
 
     def img_step(self, prev, prev_action, seed):
-        """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t)."""
-        x = tf.concat([prev['stoch'], tf.cast(prev_action, tf.float32)], -1)
+        """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t).
+
+        Actions are scaled into [-1, 1] with a stop-gradient scale, as
+        DreamerV3's `action_clip`: its unbounded Normal actor would otherwise
+        feed imagination actions the replayed (clipped) data never had. A
+        no-op for one-hot, tanh-Normal and truncated-Normal actions.
+        """
+        prev_action = tf.cast(prev_action, tf.float32)
+        prev_action = prev_action * sg(1.0 / tf.maximum(1.0, tf.abs(prev_action)))
+        x = tf.concat([prev['stoch'], prev_action], -1)
         x = self.img_in(tf.cast(x, self.dtype))
         deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
         stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))

@@ -35,6 +35,19 @@ def test_observe_and_imagine_shapes(classes):
     np.testing.assert_allclose(states['deter'][0].numpy(), start['deter'].numpy())
 
 
+def test_imagined_actions_are_scaled_into_unit_box():
+    rssm = RSSM(2, 3, deter=6, hidden=6, stoch=2, classes=3)
+    state = rssm.initial(1)
+    # Each component is scaled by 1 / max(1, |a_i|): [3, -0.5] acts as [1, -0.5].
+    big = rssm.img_step(state, tf.constant([[3.0, -0.5]]), SEED)
+    unit = rssm.img_step(state, tf.constant([[1.0, -0.5]]), SEED)
+    np.testing.assert_allclose(big['deter'].numpy(), unit['deter'].numpy(), atol=1e-6)
+    action = tf.Variable([[3.0, 0.5]])
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(rssm.img_step(state, action, SEED)['deter'])
+    assert np.all(np.isfinite(tape.gradient(out, action).numpy()))
+
+
 def test_is_first_resets_state():
     rssm = RSSM(2, 3, deter=6, hidden=6, stoch=2, classes=3)
     embed = tf.random.normal((1, 3))
