@@ -91,7 +91,8 @@ def test_resume_after_kill(tmp_path, sig):
         '--run.eval_every',
         '100000',
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / 'stderr.txt', 'w')
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     index = tmp_path / 'checkpoints' / 'checkpoint'
     try:
         deadline = time.time() + 120
@@ -101,9 +102,11 @@ def test_resume_after_kill(tmp_path, sig):
     finally:
         os.kill(proc.pid, sig)
         code = proc.wait(timeout=60)
+    log.close()
     if sig == signal.SIGTERM:
         # SIGTERM saves a final checkpoint and exits cleanly.
-        assert code == 0
+        assert code == 0, (tmp_path / 'stderr.txt').read_text()[-3000:]
+        assert 'Stopped by SIGTERM' in (tmp_path / 'stderr.txt').read_text()
     counters = Counters()
     tf.train.Checkpoint(counters=counters).restore(
         tf.train.latest_checkpoint(str(tmp_path / 'checkpoints'))

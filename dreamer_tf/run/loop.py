@@ -193,9 +193,12 @@ def train(config: Config):
     state = agent.initial_state(1)
     replay.add({**obs, 'action': np.zeros(env.act_space.n, np.float32)})
     episode_return, episode_length = 0.0, 0
-    previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+    # SIGTERM only sets a flag: raising from the handler could land inside
+    # tf.function tracing, which wraps exceptions. The loop stops at the next step.
+    stop = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     try:
-        while count['env_steps'] < run.steps:
+        while count['env_steps'] < run.steps and not stop:
             if count['env_steps'] < run.prefill:
                 action = random_action(env.act_space, rng)
             else:
@@ -218,6 +221,8 @@ def train(config: Config):
                 episode_return, episode_length = 0.0, 0
 
             for _ in range(updates_due()):
+                if stop:
+                    break
                 if dataset is None:
                     dataset = iter(replay.dataset())
                 train_metrics.add(agent.train(next(dataset)))
@@ -239,10 +244,14 @@ def train(config: Config):
                 logger.write(step, metrics)
                 logger.console(step, metrics, CONSOLE)
             save()
-    except (KeyboardInterrupt, Stop) as reason:
-        print(f'Stopped ({type(reason).__name__}): saving a checkpoint.', file=sys.stderr)
+    except KeyboardInterrupt:
+        stop.append(signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        if stop:
+            print(
+                f'Stopped by {signal.Signals(stop[0]).name}: saving a checkpoint.', file=sys.stderr
+            )
         save(force=True)
         env.close()
         eval_env.close()
@@ -252,14 +261,6 @@ def train(config: Config):
         flush=True,
     )
     return agent, counters
-
-
-class Stop(Exception):
-    """Raised by SIGTERM so that the loop saves a checkpoint before it exits."""
-
-
-def _raise_stop(signum, frame):
-    raise Stop()
 
 
 def _rates(timer, step, updates):
