@@ -10,7 +10,6 @@ variable is ever created inside a `tf.function`.
 
 import math
 
-import numpy as np
 import tensorflow as tf
 
 ACTIVATIONS = {
@@ -178,6 +177,3 @@ class ConvTranspose2D(tf.Module):
         y = tf.nn.conv2d_transpose(x, tf.cast(self.w, x.dtype), shape, self.stride, self.padding)
         return y + tf.cast(self.b, x.dtype)
 
-
-def flat_size(shape):
-    return int(np.prod(shape))
