@@ -1,0 +1,169 @@
+"""Run directories as the training loop writes them, read without TensorFlow.
+
+A run directory holds config.yaml (the resolved config), metrics.jsonl (one JSON
+record per line: 'step' in env steps, and 'eval_return' / 'eval_return_std' on
+evaluation lines), checkpoints/, and, where written, checkpoint_evals.jsonl (the
+evaluations at the benchmark checkpoints made by dreamer_tf.reproduce.evaluate)
+and stats.jsonl (Crafter's per-episode achievement records).
+"""
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from dreamer_tf.config import Config
+
+CHECKPOINT_EVALS = 'checkpoint_evals.jsonl'
+CRAFTER_STATS = 'stats.jsonl'
+
+
+class RunError(ValueError):
+    """A directory is not a readable run directory."""
+
+
+@dataclass(frozen=True)
+class Eval:
+    step: int
+    mean: float
+    std: float | None
+    exact: bool = False  # made by the checkpoint evaluator at this exact step
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # dotted key -> value, as in config.yaml
+    evals: list  # Eval, by step; metrics.jsonl's and the checkpoint evaluator's
+    last_step: int  # the latest env step any record mentions (logged every run.log_every)
+    crafter_episodes: list = field(default_factory=list)
+
+    @property
+    def task(self):
+        return self.config.get('task', '?')
+
+    @property
+    def algo(self):
+        return self.config.get('algo', '?')
+
+    @property
+    def seed(self):
+        return self.config.get('seed', '?')
+
+    @property
+    def name(self):
+        return self.path.name
+
+    def eval_at(self, checkpoint):
+        """The evaluation that stands for `checkpoint`: the exact one, else the latest
+        before it. None if the run has no evaluation at or before it."""
+        for item in self.evals:
+            if item.exact and item.step == checkpoint:
+                return item
+        before = [item for item in self.evals if item.step <= checkpoint]
+        return before[-1] if before else None
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines file, skipping lines cut short by a hard kill."""
+    records = []
+    if not Path(path).exists():
+        return records
+    with open(path) as file:
+        for line in file:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def read_run(path):
+    path = Path(path)
+    config_path = path / 'config.yaml'
+    if not config_path.is_file():
+        raise RunError(f'{path} is no run directory: it has no config.yaml')
+    try:
+        data = YAML(typ='safe').load(config_path.read_text())
+    except YAMLError as error:
+        raise RunError(f'cannot parse {config_path}: {error}') from None
+    if not isinstance(data, dict):
+        raise RunError(f'{config_path}: expected a mapping')
+    metrics = read_jsonl(path / 'metrics.jsonl')
+    exact = read_jsonl(path / CHECKPOINT_EVALS)
+    evals = [
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'))
+        for r in metrics
+        if 'eval_return' in r
+    ]
+    evals += [
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), exact=True)
+        for r in exact
+    ]
+    # At equal steps the exact evaluation sorts last, so that it is "the latest".
+    evals.sort(key=lambda item: (item.step, item.exact))
+    steps = [int(r['step']) for r in metrics + exact if 'step' in r]
+    return Run(
+        path=path,
+        config=Config(data).flat(),
+        evals=evals,
+        last_step=max(steps, default=0),
+        crafter_episodes=read_jsonl(path / CRAFTER_STATS),
+    )
+
+
+def find_runs(paths):
+    """Run directories among `paths`: each path is a run or a folder of runs."""
+    runs = []
+    for path in map(Path, paths):
+        if (path / 'config.yaml').is_file():
+            runs.append(read_run(path))
+        elif path.is_dir():
+            runs += [read_run(child) for child in sorted(path.iterdir())
+                     if (child / 'config.yaml').is_file()]
+        else:
+            raise RunError(f'{path} is neither a run directory nor a folder of runs')
+    return runs
+
+
+def record_checkpoint_eval(run_dir, step, returns):
+    """Store the evaluation of the checkpoint at `step` (replacing one at the same step)."""
+    path = Path(run_dir) / CHECKPOINT_EVALS
+    records = [r for r in read_jsonl(path) if r.get('step') != step]
+    # The statistics of the training loop's own evaluation lines (mean, np.std).
+    records.append({
+        'step': int(step),
+        'time': time.time(),
+        'eval_return': float(np.mean(returns)),
+        'eval_return_std': float(np.std(returns)),
+        'episodes': len(returns),
+    })
+    records.sort(key=lambda r: r['step'])
+    write_atomic(path, ''.join(json.dumps(r) + '\n' for r in records))
+
+
+def write_atomic(path, data):
+    """Write text or bytes to `path` through a temporary file and a rename, so that a
+    reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        # mkstemp makes the file private to its owner; reports are not secret.
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, 'wb' if isinstance(data, bytes) else 'w') as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
