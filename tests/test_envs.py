@@ -127,10 +127,11 @@ def test_seed_makes_resets_reproducible():
     assert not np.array_equal(first, other)
 
 
-def test_termination_sets_is_terminal_and_blocks_steps():
-    env = make_env('gym_CartPole-v1', seed=0)
+@pytest.mark.parametrize('task', ['gym_CartPole-v1', 'minatar_breakout'])
+def test_termination_sets_is_terminal_and_blocks_steps(task):
+    env = make_env(task, seed=0)
     env.reset()
-    for _ in range(500):
+    for _ in range(2000):
         out = env.step(0)
         if out['is_last']:
             break
@@ -357,8 +358,10 @@ def test_dmc_vision_image():
 
 
 def test_process_env_reports_worker_errors():
+    env = ProcessEnv(task='nosuite_foo')
     with pytest.raises(RuntimeError, match='Unknown task'):
-        ProcessEnv(task='nosuite_foo')
+        env.obs_space
+    env.close()
 
 
 def test_dmc_discount_zero_is_terminal(monkeypatch):

@@ -1,38 +1,50 @@
 """Environments behind one interface; see ``dreamer_tf.envs.base``.
 
 Suite modules are imported lazily so that importing this package does not pull
-in gymnasium, dm_control or MuJoCo.
+in gymnasium, dm_control, MuJoCo, ale-py, MinAtar or Crafter.
 """
 
 import math
 
-from dreamer_tf.envs.base import ActionRepeat, ActSpace, Space, TimeLimit
+from dreamer_tf.envs.base import ActionRepeat, ActSpace, FlattenImage, Space, TimeLimit
 
-__all__ = ['make_env', 'Space', 'ActSpace', 'ActionRepeat', 'TimeLimit']
+__all__ = ['ActSpace', 'ActionRepeat', 'FlattenImage', 'Space', 'TimeLimit', 'make_env']
 
 SUITES = {
     'gym': 'gym_CartPole-v1, gym_Pendulum-v1',
     'dmc': 'dmc_walker_walk, dmc_ball_in_cup_catch',
+    'atari': 'atari_pong, atari_ms_pacman',
+    'minatar': 'minatar_breakout, minatar_space_invaders',
+    'crafter': 'crafter_reward, crafter_noreward',
 }
 OBS_MODES = ('proprio', 'vision')
 MODES = ('train', 'eval')
 
 
 def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
-             obs='proprio', camera=None, mode='train'):
+             obs='proprio', camera=None, mode='train', sticky=True, noops=0,
+             lives='unused', gray=True, actions='all', flatten=False):
     """Creates the environment named ``<suite>_<name>``.
 
     Args:
-      task: ``gym_<gymnasium id>`` or ``dmc_<domain>_<task>``.
+      task: ``gym_<gymnasium id>``, ``dmc_<domain>_<task>``, ``atari_<game>``,
+        ``minatar_<game>`` or ``crafter_reward`` / ``crafter_noreward``.
       seed: environment seed.
-      action_repeat: env steps per agent step; rewards are summed.
+      action_repeat: env steps per agent step; rewards are summed. Atari
+        repeats inside the adapter, which max-pools the last two frames.
       time_limit: episode length in env steps (before action repeat), or 0 to
         keep only the env's own limit.
       size: (height, width) of image observations.
       obs: ``'proprio'`` for the env's own observations or ``'vision'`` for
-        rendered ``image`` frames.
+        rendered ``image`` frames (gym and dmc only).
       camera: dm_control camera id (None for the per-domain default).
-      mode: ``'train'`` or ``'eval'``; no current suite differs between them.
+      mode: ``'train'`` or ``'eval'``; Crafter evaluation always has rewards.
+      sticky: Atari and MinAtar: the suite's sticky actions (0.25 / 0.1).
+      noops: Atari: the most no-op frames at reset.
+      lives: Atari: ``'unused'``, ``'terminal'`` or ``'reset'`` on a lost life.
+      gray: Atari: greyscale instead of colour images.
+      actions: Atari and MinAtar: ``'all'`` or the game's ``'minimal'`` set.
+      flatten: give the ``image`` as a flat float ``vector`` in [0, 1].
     """
     if obs not in OBS_MODES:
         raise ValueError(f'obs must be one of {OBS_MODES}, got {obs!r}.')
@@ -44,18 +56,31 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
         raise ValueError(
             f'Unknown task {task!r}: expected <suite>_<name> with suite one of '
             f'{", ".join(SUITES)} (e.g. {examples}).')
+    if camera is not None and suite != 'dmc':
+        raise ValueError('camera is only supported for dmc tasks.')
+    repeats_inside = suite in ('dmc', 'atari')
     if suite == 'gym':
-        if camera is not None:
-            raise ValueError('camera is only supported for dmc tasks.')
         from dreamer_tf.envs.gym import Gym
         env = Gym(name, seed=seed, size=size, pixels=obs == 'vision')
-    else:
+    elif suite == 'dmc':
         from dreamer_tf.envs.dmc import DMC, parse_task
         env = DMC(*parse_task(name), obs=obs, size=size, camera=camera, seed=seed,
                   repeat=action_repeat)
-    if action_repeat != 1 and suite != 'dmc':
+    elif suite == 'atari':
+        from dreamer_tf.envs.atari import Atari
+        env = Atari(name, repeat=action_repeat, size=size, gray=gray, noops=noops,
+                    sticky=sticky, actions=actions, lives=lives, seed=seed)
+    elif suite == 'minatar':
+        from dreamer_tf.envs.minatar import MinAtar
+        env = MinAtar(name, sticky=sticky, actions=actions, seed=seed)
+    else:
+        from dreamer_tf.envs.crafter import Crafter
+        env = Crafter(name, size=size, seed=seed, mode=mode)
+    if action_repeat != 1 and not repeats_inside:
         env = ActionRepeat(env, action_repeat)
     if time_limit:
         # Round up so that the episode covers at least time_limit env steps.
         env = TimeLimit(env, math.ceil(time_limit / action_repeat))
+    if flatten:
+        env = FlattenImage(env)
     return env

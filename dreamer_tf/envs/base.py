@@ -162,3 +162,39 @@ class TimeLimit(Wrapper):
             out = {**out, 'is_last': True}
         self._done = out['is_last']
         return out
+
+
+class FlattenImage(Wrapper):
+    """Turns the uint8 ``image`` into a float32 ``vector`` in [0, 1].
+
+    For observations the CNN encoder/decoder cannot take, such as MinAtar's
+    10x10 grids (the decoders need 64x64 or a multiple of 16): the MLP
+    encoder reads the flat vector instead.
+    """
+
+    def __init__(self, env):
+        super().__init__(env)
+        spaces = dict(env.obs_space)
+        image = spaces.pop('image', None)
+        if image is None or len(image.shape) != 3:
+            raise ValueError(f'flatten needs an (H, W, C) image observation, got {env.obs_space}.')
+        if 'vector' in spaces:
+            raise ValueError('flatten cannot be used with an env that already has a vector.')
+        spaces['vector'] = Space((int(np.prod(image.shape)),), np.float32)
+        self._spaces = spaces
+
+    @property
+    def obs_space(self):
+        return self._spaces
+
+    def reset(self):
+        return self._flatten(self.env.reset())
+
+    def step(self, action):
+        return self._flatten(self.env.step(action))
+
+    @staticmethod
+    def _flatten(out):
+        out = dict(out)
+        out['vector'] = out.pop('image').reshape(-1).astype(np.float32) / 255.0
+        return out

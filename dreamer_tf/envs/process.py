@@ -54,7 +54,13 @@ def _work(pipe, make_args, gl_backend):
 
 
 class ProcessEnv:
-    """The env built by ``make_env(**make_args)``, stepped in a child process."""
+    """The env built by ``make_env(**make_args)``, stepped in a child process.
+
+    The constructor returns once the worker is started, not built, so that
+    several workers start up concurrently; the first use waits for it.
+    ``send`` and ``receive`` split a call in two, so that a caller can step
+    many workers at once (see `dreamer_tf.envs.parallel.BatchEnv`).
+    """
 
     def __init__(self, **make_args):
         self.task = make_args.get('task')
@@ -65,9 +71,23 @@ class ProcessEnv:
         )
         self.process.start()
         child.close()
-        self.obs_space, self.act_space = self._receive()
+        self._spaces = None
 
-    def _receive(self):
+    @property
+    def obs_space(self):
+        return self._ready()[0]
+
+    @property
+    def act_space(self):
+        return self._ready()[1]
+
+    def _ready(self):
+        if self._spaces is None:
+            self._spaces = self.receive()
+        return self._spaces
+
+    def receive(self):
+        """The result of the command sent last; raises the worker's errors."""
         try:
             status, payload = self.pipe.recv()
         except (EOFError, ConnectionError):
@@ -79,13 +99,20 @@ class ProcessEnv:
             raise RuntimeError(f'environment worker for {self.task!r} failed:\n{payload}')
         return payload
 
+    def send(self, command, arg=None):
+        """Starts ``'reset'`` or ``'step'`` (with the action) in the worker."""
+        if command not in ('reset', 'step'):
+            raise ValueError(f"command must be 'reset' or 'step', got {command!r}")
+        self._ready()
+        self.pipe.send((command, arg))
+
     def reset(self):
-        self.pipe.send(('reset', None))
-        return self._receive()
+        self.send('reset')
+        return self.receive()
 
     def step(self, action):
-        self.pipe.send(('step', action))
-        return self._receive()
+        self.send('step', action)
+        return self.receive()
 
     def close(self):
         try:

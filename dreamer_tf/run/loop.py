@@ -16,11 +16,20 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.config import Config
-from dreamer_tf.envs import make_env
+from dreamer_tf.config import Config, load_config
+from dreamer_tf.envs import crafter, make_env
+from dreamer_tf.envs.parallel import BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
 from dreamer_tf.run.logger import Logger, Mean
+from dreamer_tf.run.video import dream_frames, image_key, write_video
+
+# Step keys with this prefix are episode statistics for the logs (e.g. Crafter's
+# achievements), kept out of the replay: the agent never sees them.
+LOG_PREFIX = 'log_'
+ACHIEVEMENT_PREFIX = crafter.LOG_PREFIX[len(LOG_PREFIX) :]
+# Frames the world model observes before dreaming open loop (DreamerV2's report: 5).
+DREAM_CONTEXT = 5
 
 CONSOLE = (
     ('fps', 'fps', '.0f'),
@@ -57,9 +66,10 @@ class Counters(tf.Module):
             var.assign(values[key])
 
 
-def env_from_config(config, seed, mode='train'):
+def env_args(config, seed, mode='train'):
+    """make_env's arguments from the config's `task` and `env` blocks."""
     env = config.env
-    args = dict(
+    return dict(
         task=config.task,
         seed=seed,
         action_repeat=env.action_repeat,
@@ -68,13 +78,39 @@ def env_from_config(config, seed, mode='train'):
         obs=env.obs,
         camera=None if env.camera < 0 else env.camera,
         mode=mode,
+        sticky=env.sticky,
+        noops=env.noops,
+        lives=env.lives,
+        gray=env.gray,
+        actions=env.actions,
+        flatten=env.flatten,
     )
+
+
+def env_from_config(config, seed, mode='train'):
+    env = config.env
     if env.process not in ('auto', 'on', 'off'):
         raise ValueError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
     rendered = config.task.startswith('dmc_') and env.obs == 'vision'
+    args = env_args(config, seed, mode)
     if env.process == 'on' or (env.process == 'auto' and rendered):
         return ProcessEnv(**args)
     return make_env(**args)
+
+
+def envs_from_config(config, count, seed, mode='train'):
+    """A BatchEnv of `count` envs seeded seed, seed + 1, ...
+
+    More than one env runs in worker processes (so they step concurrently)
+    unless env.process is 'off'; a single env follows `env_from_config`.
+    """
+    if count < 1:
+        raise ValueError(f'env.envs must be >= 1, got {count}')
+    if count == 1 or config.env.process == 'off':
+        return BatchEnv([env_from_config(config, seed + i, mode) for i in range(count)])
+    args = env_args(config, seed, mode)
+    del args['seed']  # process_envs seeds each env
+    return process_envs(count, seed, **args)
 
 
 def random_action(act_space, rng):
@@ -83,8 +119,20 @@ def random_action(act_space, rng):
     return rng.uniform(-1, 1, act_space.n).astype(np.float32)
 
 
-def batch_obs(obs, keys):
-    return {k: np.asarray(obs[k])[None] for k in (*keys, 'is_first')}
+def stack_obs(steps, keys):
+    """The policy's input: observation keys and is_first of N steps, stacked."""
+    return {k: np.stack([np.asarray(step[k]) for step in steps]) for k in (*keys, 'is_first')}
+
+
+def replay_step(step, action):
+    """A step as the replay stores it: without `log_` keys, with the action that led to it."""
+    kept = {k: v for k, v in step.items() if not k.startswith(LOG_PREFIX)}
+    return {**kept, 'action': action}
+
+
+def episode_logs(step):
+    """An episode's `log_` values at its last step, named without the prefix."""
+    return {k[len(LOG_PREFIX) :]: float(v) for k, v in step.items() if k.startswith(LOG_PREFIX)}
 
 
 class Checkpointer:
@@ -117,17 +165,75 @@ class Checkpointer:
         self.last = time.time()
 
 
-def evaluate(agent, env, episodes):
-    """Returns of `episodes` episodes with the deterministic policy."""
-    returns = []
-    for _ in range(episodes):
-        obs, state, total = env.reset(), agent.initial_state(1), 0.0
-        while not obs['is_last']:
-            action, state = agent.policy(batch_obs(obs, env.obs_space), state, explore=False)
-            obs = env.step(action.numpy()[0])
-            total += float(obs['reward'])
-        returns.append(total)
-    return returns
+def evaluate(agent, envs, episodes, explore=False, record=False):
+    """Runs `episodes` episodes of the policy on a BatchEnv, all envs in lockstep.
+
+    Env i runs a fixed share of the episodes (not "the first `episodes` to
+    finish", which would favour short episodes). The policy acts
+    deterministically (modes) unless `explore`.
+
+    Returns one dict per episode: `return`, `length` (env steps), the
+    episode's `log_` values, and with `record` the first episode of env 0
+    also holds `steps`: its transitions in replay form (dict of [T, ...]).
+    """
+    count = len(envs)
+    quota = [episodes // count + (i < episodes % count) for i in range(count)]
+    repeat = agent.config.env.action_repeat
+    obs = envs.reset()
+    state = agent.initial_state(count)
+    totals, lengths = [0.0] * count, [0] * count
+    kept = [replay_step(obs[0], np.zeros(envs.act_space.n, np.float32))] if record else None
+    results = []
+    active = [i for i in range(count) if quota[i]]
+    while active:
+        action, state = agent.policy(stack_obs(obs, envs.obs_space), state, explore=explore)
+        action = action.numpy()
+        for i, out in zip(active, envs.step([action[i] for i in active], active)):
+            obs[i] = out
+            totals[i] += float(out['reward'])
+            lengths[i] += 1
+            if kept is not None and i == 0:
+                kept.append(replay_step(out, action[0]))
+            if out['is_last']:
+                result = {'return': totals[i], 'length': lengths[i] * repeat, **episode_logs(out)}
+                if kept is not None and i == 0:
+                    result['steps'] = {k: np.stack([s[k] for s in kept]) for k in kept[0]}
+                    kept = None
+                results.append(result)
+                quota[i] -= 1
+                totals[i], lengths[i] = 0.0, 0
+        restart = [i for i in active if obs[i]['is_last'] and quota[i]]
+        for i, first in zip(restart, envs.reset(restart) if restart else ()):
+            obs[i] = first
+        active = [i for i in active if quota[i]]
+    return results
+
+
+def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
+    """A run's agent restored from its checkpoint, for evaluation.
+
+    Reads logdir/config.yaml onto the current defaults (so runs saved before
+    a key existed still load), applies `overrides`, builds `envs` eval envs
+    (seeded `seed`, default the run's seed + 20000: unlike training and the
+    training loop's evaluation) and restores the agent from `checkpoint` or
+    the latest one. Returns (agent, config, BatchEnv, checkpoint path).
+    """
+    logdir = Path(logdir)
+    config = load_config([], {**Config.load(logdir / 'config.yaml').to_dict(), **overrides})
+    path = checkpoint or tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
+    if not path:
+        raise FileNotFoundError(f'no checkpoint in {logdir / "checkpoints"}')
+    batch = envs_from_config(config, envs, config.seed + 20_000 if seed is None else seed, 'eval')
+    try:
+        agent = Agent(batch.obs_space, batch.act_space, config)
+        try:
+            tf.train.Checkpoint(agent=agent).restore(path).assert_existing_objects_matched()
+        except Exception as error:  # any reader failure means an unusable checkpoint
+            raise RuntimeError(f'cannot restore the agent from {path}: {error}') from None
+    except BaseException:
+        batch.close()
+        raise
+    return agent, config, batch, path
 
 
 def train(config: Config):
@@ -137,8 +243,10 @@ def train(config: Config):
     tf.random.set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     run = config.run
-    env = env_from_config(config, config.seed)
-    eval_env = env_from_config(config, config.seed + 10_000, mode='eval')
+    envs = envs_from_config(config, config.env.envs, config.seed)
+    eval_envs = envs_from_config(
+        config, min(config.env.envs, run.eval_episodes), config.seed + 10_000, mode='eval'
+    )
     replay = Replay(
         logdir / 'replay',
         int(run.replay_capacity),
@@ -146,7 +254,7 @@ def train(config: Config):
         run.batch_size,
         seed=config.seed,
     )
-    agent = Agent(env.obs_space, env.act_space, config)
+    agent = Agent(envs.obs_space, envs.act_space, config)
     counters = Counters()
     ckpt = Checkpointer(logdir / 'checkpoints', run.save_every_secs, agent=agent, counters=counters)
     restored = ckpt.restore()
@@ -160,7 +268,7 @@ def train(config: Config):
     )
     print(
         f'Replay holds {replay.num_steps:,} steps in {replay.num_episodes} episodes. '
-        f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}.',
+        f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}, {len(envs)} env(s).',
         flush=True,
     )
 
@@ -173,26 +281,32 @@ def train(config: Config):
     count = {k: int(v.numpy()) for k, v in counters.counts().items()}
     last_log = count['env_steps']
     last_eval = count['env_steps'] if restored else -run.eval_every
+    last_video = count['env_steps'] if restored else -run.video_every
     timer = {'time': time.time(), 'env_steps': last_log, 'updates': count['updates']}
 
     def updates_due():
         if count['env_steps'] < run.prefill or replay.num_steps < run.batch_length:
             return 0
+        # Policy steps since the end of prefill; N envs add N per batch step.
+        since = count['policy_steps'] - prefill_policy_steps
         if run.train_ratio:
-            # V3's ratio of replayed steps to policy steps, counted from the end of prefill.
-            since = count['policy_steps'] - prefill_policy_steps
+            # V3's ratio of replayed steps to policy steps.
             return max(0, int(since * run.train_ratio / batch_steps) - count['updates'])
-        return run.train_steps if count['policy_steps'] % run.train_every == 0 else 0
+        return max(0, (since // run.train_every + 1) * run.train_steps - count['updates'])
 
     def save(force=False):
         if force or ckpt.due():
             counters.assign(count)
             ckpt.save()
 
-    obs = env.reset()
-    state = agent.initial_state(1)
-    replay.add({**obs, 'action': np.zeros(env.act_space.n, np.float32)})
-    episode_return, episode_length = 0.0, 0
+    no_action = np.zeros(envs.act_space.n, np.float32)
+    obs = envs.reset()
+    for worker, first in enumerate(obs):
+        replay.add(replay_step(first, no_action), worker=worker)
+    # The RSSM resets an env's state where is_first is set, so finished envs
+    # need no special handling of the batched recurrent state.
+    state = agent.initial_state(len(envs))
+    episode_return, episode_length = [0.0] * len(envs), [0] * len(envs)
     # SIGTERM only sets a flag: raising from the handler could land inside
     # tf.function tracing, which wraps exceptions. The loop stops at the next step.
     stop = []
@@ -200,25 +314,31 @@ def train(config: Config):
     try:
         while count['env_steps'] < run.steps and not stop:
             if count['env_steps'] < run.prefill:
-                action = random_action(env.act_space, rng)
+                actions = [random_action(envs.act_space, rng) for _ in envs.envs]
             else:
-                action, state = agent.policy(batch_obs(obs, env.obs_space), state)
-                action = action.numpy()[0]
-            obs = env.step(action)
-            replay.add({**obs, 'action': action})
-            count['env_steps'] += repeat
-            count['policy_steps'] += 1
-            episode_return += float(obs['reward'])
-            episode_length += 1
-            if obs['is_last']:
-                count['episodes'] += 1
-                episode_metrics.add(
-                    {'episode_return': episode_return, 'episode_length': episode_length * repeat}
-                )
-                obs = env.reset()
-                state = agent.initial_state(1)
-                replay.add({**obs, 'action': np.zeros(env.act_space.n, np.float32)})
-                episode_return, episode_length = 0.0, 0
+                action, state = agent.policy(stack_obs(obs, envs.obs_space), state)
+                actions = list(action.numpy())
+            obs = envs.step(actions)
+            for worker, (out, action) in enumerate(zip(obs, actions)):
+                replay.add(replay_step(out, action), worker=worker)
+                episode_return[worker] += float(out['reward'])
+                episode_length[worker] += 1
+                if out['is_last']:
+                    count['episodes'] += 1
+                    episode_metrics.add(
+                        {
+                            'episode_return': episode_return[worker],
+                            'episode_length': episode_length[worker] * repeat,
+                            **episode_logs(out),
+                        }
+                    )
+                    episode_return[worker], episode_length[worker] = 0.0, 0
+            count['env_steps'] += len(envs) * repeat
+            count['policy_steps'] += len(envs)
+            ended = [worker for worker, out in enumerate(obs) if out['is_last']]
+            for worker, first in zip(ended, envs.reset(ended) if ended else ()):
+                obs[worker] = first
+                replay.add(replay_step(first, no_action), worker=worker)
 
             for _ in range(updates_due()):
                 if stop:
@@ -231,14 +351,21 @@ def train(config: Config):
             step = count['env_steps']
             if step - last_eval >= run.eval_every and step >= run.prefill:
                 last_eval = step
-                returns = evaluate(agent, eval_env, run.eval_episodes)
+                film = bool(run.video_every) and step - last_video >= run.video_every
+                results = evaluate(agent, eval_envs, run.eval_episodes, record=film)
+                returns = [r['return'] for r in results]
                 logger.write(
                     step, {'eval_return': np.mean(returns), 'eval_return_std': np.std(returns)}
                 )
                 logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
+                if film:
+                    last_video = step
+                    steps = next(r['steps'] for r in results if 'steps' in r)
+                    save_videos(agent, steps, logdir / 'videos', step)
             if step - last_log >= run.log_every:
                 last_log = step
                 metrics = {**train_metrics.result(), **episode_metrics.result()}
+                metrics.update(suite_metrics(config.task, metrics))
                 metrics.update(_rates(timer, step, count['updates']))
                 metrics['replay_steps'] = replay.num_steps
                 logger.write(step, metrics)
@@ -253,14 +380,33 @@ def train(config: Config):
                 f'Stopped by {signal.Signals(stop[0]).name}: saving a checkpoint.', file=sys.stderr
             )
         save(force=True)
-        env.close()
-        eval_env.close()
+        envs.close()
+        eval_envs.close()
     print(
         f'Done at {count["env_steps"]:,} env steps. Checkpoint: {ckpt.manager.latest_checkpoint}\n'
         f'Metrics: {logdir / "metrics.jsonl"} (TensorBoard: tensorboard --logdir {logdir})',
         flush=True,
     )
     return agent, counters
+
+
+def suite_metrics(task, metrics):
+    """Suite scores computed from logged episode values: Crafter's score from success rates."""
+    if not task.startswith('crafter_'):
+        return {}
+    rates = [v for k, v in metrics.items() if k.startswith(ACHIEVEMENT_PREFIX)]
+    return {'crafter_score': crafter.score(rates)} if rates else {}
+
+
+def save_videos(agent, steps, directory, step):
+    """The evaluation episode and, with a decoder for images, the model's dream of it."""
+    key = image_key(agent.obs_space)
+    write_video(steps[key], directory / f'eval_{step}.gif')
+    # A dream needs a decoder for the image (Dreaming's contrastive models have
+    # none) and an episode longer than the model's context.
+    decoded = key in getattr(getattr(agent.wm, 'decoder', None), 'cnn_keys', ())
+    if decoded and len(steps['is_first']) > DREAM_CONTEXT:
+        write_video(dream_frames(agent, steps, DREAM_CONTEXT), directory / f'dream_{step}.gif')
 
 
 def _rates(timer, step, updates):

@@ -1,0 +1,97 @@
+"""Evaluate a trained run: `python scripts/eval.py --logdir runs/pong --episodes 10`.
+
+Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
+episodes with the deterministic policy (or --explore to sample), and prints
+mean ± std of the returns. --video writes the first episode's observations and
+--dream the world model's open-loop prediction of it next to the truth
+(.gif, or .mp4 with imageio-ffmpeg). --json writes every episode's result.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--logdir', required=True, help='run directory written by train.py')
+    parser.add_argument('--checkpoint', default=None, help='checkpoint path (default: latest)')
+    parser.add_argument('--episodes', type=int, default=10)
+    parser.add_argument('--explore', action='store_true', help='sample actions, not modes')
+    parser.add_argument('--envs', type=int, default=1, help='envs stepped in lockstep')
+    parser.add_argument(
+        '--seed', type=int, default=None, help='env seed (default: run seed + 20000)'
+    )
+    parser.add_argument('--task', default=None, help='evaluate on another task of the same spaces')
+    parser.add_argument('--video', default=None, help='write the first episode (.gif/.mp4)')
+    parser.add_argument('--dream', default=None, help='write the open-loop prediction (.gif/.mp4)')
+    parser.add_argument('--dream_context', type=int, default=5, help='frames observed first')
+    parser.add_argument('--dream_length', type=int, default=50, help='frames in the dream video')
+    parser.add_argument('--fps', type=int, default=15)
+    parser.add_argument('--json', default=None, help='write per-episode results as JSON')
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.envs < 1:
+        parser.error('--episodes and --envs must be >= 1')
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    logdir = Path(args.logdir).expanduser()
+    if not (logdir / 'config.yaml').exists():
+        sys.exit(f'error: {logdir} has no config.yaml; is it a run directory of train.py?')
+    from dreamer_tf.envs.process import keep_gl_out_of_this_process
+
+    keep_gl_out_of_this_process()
+    import numpy as np
+
+    from dreamer_tf.run.loop import evaluate, load_run
+    from dreamer_tf.run.video import dream_frames, image_key, write_video
+
+    overrides = {'task': args.task} if args.task else {}
+    try:
+        agent, config, envs, path = load_run(
+            logdir, args.envs, args.seed, checkpoint=args.checkpoint, overrides=overrides
+        )
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        sys.exit(f'error: {error}')
+    record = bool(args.video or args.dream)
+    if record:
+        image_key(agent.obs_space)  # fail before playing if there is nothing to film
+    try:
+        results = evaluate(agent, envs, args.episodes, explore=args.explore, record=record)
+    finally:
+        envs.close()
+    returns = np.array([r['return'] for r in results])
+    mode = 'stochastic' if args.explore else 'deterministic'
+    print(f'{config.task}: checkpoint {path}')
+    print(
+        f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '
+        f'(min {returns.min():.2f}, max {returns.max():.2f}), '
+        f'length {np.mean([r["length"] for r in results]):.0f} env steps'
+    )
+    steps = next((r.pop('steps') for r in results if 'steps' in r), None)
+    if args.video:
+        print(f'Video: {write_video(steps[image_key(agent.obs_space)], args.video, args.fps)}')
+    if args.dream:
+        frames = dream_frames(agent, steps, args.dream_context, args.dream_length)
+        print(f'Dream (truth | model | difference): {write_video(frames, args.dream, args.fps)}')
+    if args.json:
+        write_json(
+            args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}
+        )
+
+
+def write_json(path, data):
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+    main()
