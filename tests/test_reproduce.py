@@ -168,13 +168,18 @@ def test_runs_skip_torn_lines_and_prefer_exact_checkpoint_evals(tmp_path):
                    exact=[(100000, [700.0, 720.0])])
     run = read_run(run)
     assert [e.step for e in run.evals] == [1000, 91000, 100000]
-    assert run.eval_at(100000).mean == 710.0 and run.eval_at(100000).exact
+    assert run.eval_at(100000).mean == 710.0 and run.eval_at(100000).checkpoint == 100000
     assert run.eval_at(95000).mean == 600.0 and run.eval_at(500) is None
-    record_checkpoint_eval(run.path, 100000, [1.0, 3.0])
+    # With several envs the loop's last iteration can step past the checkpoint.
+    record_checkpoint_eval(run.path, 100006, [1.0, 3.0], checkpoint=100000)
     records = read_jsonl(run.path / CHECKPOINT_EVALS)
     assert len(records) == 1 and records[0]['eval_return'] == 2.0
     assert records[0]['eval_return_std'] == 1.0 and records[0]['episodes'] == 2
+    assert (records[0]['step'], records[0]['checkpoint']) == (100006, 100000)
     assert not list(run.path.glob('.*.tmp'))
+    value = report.value_at(reference.load('dmc_proprio100k'), read_run(run.path), 100000)
+    assert (value.value, value.step, value.status) == (2.0, 100006, 'exact')
+    assert 'end of the loop iteration that reached 100,000' in value.note
 
 
 def test_config_differences_are_computed_from_the_config():
@@ -303,7 +308,7 @@ def test_train_commands_follow_the_protocol_and_resume(tmp_path):
     assert command[2:6] == ('--configs', 'dreamerv3', 'dmc_proprio', '--task')
     assert ('--run.train_ratio', '512.0') == command[-2:]
     assert stages[0].logdir == tmp_path / 'dreamerv3_reacher_easy_s0'
-    assert stages[0].evaluate[-1] == str(stages[0].logdir)
+    assert stages[0].evaluate[-3:] == (str(stages[0].logdir), '--checkpoint', '100000')
     # The user's blocks and overrides win over the protocol's stated settings.
     cpu = launch.train_command(benchmark, 'dreamerv3', 'reacher_easy', 0, tmp_path, 100000,
                                ['cpu'], ['--run.eval_every', '10000'])
@@ -398,8 +403,8 @@ def test_end_to_end_training_stages_and_checkpoint_evaluation(tmp_path):
     assert [s.steps for s in stages] == [150, 300]
     assert not script('reproduce').train(stages)
     run = read_run(tmp_path / 'dreamerv3_CartPole-v1_s0')
-    exact = [(e.step, e.exact) for e in run.evals if e.exact]
-    assert exact == [(150, True), (300, True)]
+    made = [(e.step, e.checkpoint) for e in run.evals if e.checkpoint is not None]
+    assert made == [(150, 150), (300, 300)]
     assert read_jsonl(run.path / CHECKPOINT_EVALS)[0]['episodes'] == 2
     assert launch.pending(benchmark, 'dreamerv3', ['CartPole-v1'], [0], tmp_path) == []
     text = report.build(benchmark, [run], tmp_path / 'out').read_text()

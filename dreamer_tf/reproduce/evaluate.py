@@ -1,13 +1,13 @@
-"""Evaluate a run's latest checkpoint and record it at its exact env step.
+"""Evaluate a run's latest checkpoint and record it for a benchmark checkpoint.
 
 The training loop evaluates every run.eval_every steps counted from the end of
 prefill, which rarely lands on a benchmark checkpoint such as 100k. The
 reproduction trains to each checkpoint (`--run.steps`), the loop saves a
 checkpoint when it stops there, and this module scores that checkpoint with the
 loop's own evaluation (deterministic policy, eval envs seeded from seed + 10000):
-`python -m dreamer_tf.reproduce.evaluate RUN_DIR [--episodes N]`. The result goes
-to RUN_DIR/checkpoint_evals.jsonl. Unlike the rest of the package, this imports
-TensorFlow.
+`python -m dreamer_tf.reproduce.evaluate RUN_DIR [--checkpoint STEP] [--episodes N]`.
+The result goes to RUN_DIR/checkpoint_evals.jsonl. Unlike the rest of the
+package, this imports TensorFlow.
 """
 
 import argparse
@@ -21,6 +21,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('run_dir', type=Path)
+    parser.add_argument('--checkpoint', type=int,
+                        help='the benchmark checkpoint this evaluation stands for (default: '
+                        "the checkpoint's env step)")
     parser.add_argument('--episodes', type=int, default=0,
                         help="evaluation episodes (default: the run's run.eval_episodes)")
     args = parser.parse_args(argv)
@@ -63,7 +66,10 @@ def main(argv=None):
         returns = [result['return'] for result in evaluate(agent, envs, episodes)]
     finally:
         envs.close()
-    record_checkpoint_eval(args.run_dir, step, returns)
+    if args.checkpoint is not None and step < args.checkpoint:
+        sys.exit(f'{args.run_dir}: the checkpoint is at {step:,} env steps, before '
+                 f'{args.checkpoint:,}: training stopped early')
+    record_checkpoint_eval(args.run_dir, step, returns, args.checkpoint)
     print(f'{args.run_dir}: {episodes} episodes at {step:,} env steps, '
           f'return {sum(returns) / len(returns):.1f}', flush=True)
 

@@ -2,7 +2,7 @@
 
 Each run lives in `<outdir>/<algo>_<task>_s<seed>`. It is trained in stages, one
 per checkpoint (`--run.steps <checkpoint>`; the training loop resumes from the run
-directory), and after each stage its checkpoint is evaluated at that exact step.
+directory), and after each stage its checkpoint is evaluated where training stopped.
 A stage whose evaluation is already recorded is skipped, so calling again resumes.
 """
 
@@ -75,9 +75,10 @@ def train_command(benchmark, algo, task, seed, logdir, steps, configs=(), overri
     return tuple(command) + tuple(overrides)
 
 
-def eval_command(benchmark, algo, logdir):
+def eval_command(benchmark, algo, logdir, checkpoint):
     entry = benchmark.entry(algo)
-    command = [sys.executable, '-m', 'dreamer_tf.reproduce.evaluate', str(logdir)]
+    command = [sys.executable, '-m', 'dreamer_tf.reproduce.evaluate', str(logdir),
+               '--checkpoint', str(checkpoint)]
     if entry is not None and entry.protocol.eval_episodes:
         command += ['--episodes', str(entry.protocol.eval_episodes)]
     return tuple(command)
@@ -98,7 +99,7 @@ def pending(benchmark, algo, tasks, seeds, outdir, steps=None, configs=(), overr
                     logdir, task, seed, budget,
                     train_command(benchmark, algo, task, seed, logdir, budget, configs, overrides,
                                   config_path),
-                    eval_command(benchmark, algo, logdir)))
+                    eval_command(benchmark, algo, logdir, budget)))
     return stages
 
 
@@ -108,5 +109,5 @@ def _done(logdir, budget):
     if not (logdir / 'config.yaml').is_file():
         return False
     run = read_run(logdir)
-    exact = any(item.exact and item.step == budget for item in run.evals)
-    return exact or run.last_step > budget
+    evaluated = any(item.checkpoint == budget for item in run.evals)
+    return evaluated or run.last_step > budget

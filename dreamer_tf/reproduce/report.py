@@ -60,6 +60,12 @@ def value_at(benchmark, run, checkpoint):
     found = run.eval_at(checkpoint)
     if found is None:
         return Value(run, None, None, 'missing', f'no evaluation at or before {checkpoint:,}')
+    if found.checkpoint == checkpoint:
+        note = ''
+        if found.step != checkpoint:
+            note = (f'evaluated at {found.step:,}, the end of the loop iteration that reached '
+                    f'{checkpoint:,}')
+        return Value(run, found.mean, found.step, 'exact', note)
     if found.step == checkpoint:
         return Value(run, found.mean, found.step, 'exact')
     if run.last_step >= checkpoint:
@@ -303,7 +309,7 @@ def _curve(benchmark, run):
         return steps, values
     latest = {}
     for item in run.evals:
-        latest[item.step] = item.mean  # at equal steps the exact evaluation comes last
+        latest[item.step] = item.mean  # at equal steps the checkpoint evaluation comes last
     steps = sorted(latest)
     return steps, [latest[s] for s in steps]
 

@@ -33,7 +33,7 @@ class Eval:
     step: int
     mean: float
     std: float | None
-    exact: bool = False  # made by the checkpoint evaluator at this exact step
+    checkpoint: int | None = None  # the benchmark checkpoint the checkpoint evaluator made it for
 
 
 @dataclass
@@ -61,10 +61,10 @@ class Run:
         return self.path.name
 
     def eval_at(self, checkpoint):
-        """The evaluation that stands for `checkpoint`: the exact one, else the latest
-        before it. None if the run has no evaluation at or before it."""
+        """The evaluation that stands for `checkpoint`: the one made for it, else the
+        latest before it. None if the run has no evaluation at or before it."""
         for item in self.evals:
-            if item.exact and item.step == checkpoint:
+            if item.checkpoint == checkpoint:
                 return item
         before = [item for item in self.evals if item.step <= checkpoint]
         return before[-1] if before else None
@@ -98,19 +98,20 @@ def read_run(path):
     if not isinstance(data, dict):
         raise RunError(f'{config_path}: expected a mapping')
     metrics = read_jsonl(path / 'metrics.jsonl')
-    exact = read_jsonl(path / CHECKPOINT_EVALS)
+    made = read_jsonl(path / CHECKPOINT_EVALS)
     evals = [
         Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'))
         for r in metrics
         if 'eval_return' in r
     ]
     evals += [
-        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), exact=True)
-        for r in exact
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'),
+             int(r.get('checkpoint', r['step'])))
+        for r in made
     ]
-    # At equal steps the exact evaluation sorts last, so that it is "the latest".
-    evals.sort(key=lambda item: (item.step, item.exact))
-    steps = [int(r['step']) for r in metrics + exact if 'step' in r]
+    # At equal steps the checkpoint evaluation sorts last, so that it is "the latest".
+    evals.sort(key=lambda item: (item.step, item.checkpoint is not None))
+    steps = [int(r['step']) for r in metrics + made if 'step' in r]
     return Run(
         path=path,
         config=Config(data).flat(),
@@ -134,13 +135,19 @@ def find_runs(paths):
     return runs
 
 
-def record_checkpoint_eval(run_dir, step, returns):
-    """Store the evaluation of the checkpoint at `step` (replacing one at the same step)."""
+def record_checkpoint_eval(run_dir, step, returns, checkpoint=None):
+    """Store an evaluation made at env step `step` for the benchmark checkpoint
+    `checkpoint` (default: `step`), replacing one made for the same checkpoint.
+
+    The two differ when the loop's last iteration steps past the checkpoint
+    (several envs, action repeat)."""
+    checkpoint = step if checkpoint is None else checkpoint
     path = Path(run_dir) / CHECKPOINT_EVALS
-    records = [r for r in read_jsonl(path) if r.get('step') != step]
+    records = [r for r in read_jsonl(path) if r.get('checkpoint', r.get('step')) != checkpoint]
     # The statistics of the training loop's own evaluation lines (mean, np.std).
     records.append({
         'step': int(step),
+        'checkpoint': int(checkpoint),
         'time': time.time(),
         'eval_return': float(np.mean(returns)),
         'eval_return_std': float(np.std(returns)),
