@@ -1,0 +1,133 @@
+"""Restore a training run (config.yaml + checkpoints/) into an agent ready for export."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from dreamer_tf.agent import Agent
+from dreamer_tf.config import Config, load_config
+from dreamer_tf.envs import make_env
+from dreamer_tf.envs.process import keep_gl_out_of_this_process
+from dreamer_tf.run.loop import Counters, env_args
+from export.policy import ExportError, planet_message
+
+
+@dataclass
+class Run:
+    agent: Agent
+    config: Config
+    checkpoint: str
+    counters: dict
+    action_space: dict
+
+    def describe(self):
+        """The run-dependent part of the metadata."""
+        return {
+            'preset': self.config.algo,
+            'task': self.config.task,
+            'train_step': self.counters['env_steps'],
+            'updates': self.counters['updates'],
+            'checkpoint': self.checkpoint,
+            'action_space': self.action_space,
+            # make_env's arguments but the seed: how `scripts/serve.py` rebuilds the
+            # env the policy was trained in, without the config or TensorFlow.
+            'env': _jsonable(
+                {k: v for k, v in env_args(self.config, 0, 'eval').items() if k != 'seed'}
+            ),
+            'eval_seed': self.config.seed + 10_000,
+        }
+
+
+def run_config(logdir):
+    """The run's config.yaml over the current defaults (runs saved before a key existed still load)."""
+    path = Path(logdir) / 'config.yaml'
+    if not path.exists():
+        raise ExportError(f'{path} not found: --logdir must be a training run directory')
+    config = load_config([]).update(Config.load(path).to_dict())
+    if config.algo == 'planet':
+        raise ExportError(planet_message())
+    # Export computes in float32 without XLA whatever the run trained with: the
+    # weights are float32 variables in every precision, and XLA does not convert.
+    return config.update({'precision': '32', 'jit': 'off'})
+
+
+def load_run(logdir, checkpoint=None):
+    """Builds the run's agent and restores `checkpoint` (default: the latest) into it."""
+    logdir = Path(logdir)
+    config = run_config(logdir)
+    if checkpoint is None:
+        checkpoint = tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
+        if checkpoint is None:
+            raise ExportError(f'no checkpoint in {logdir / "checkpoints"}')
+    # TF and MuJoCo's GL cannot share a process; the spaces need no rendering.
+    keep_gl_out_of_this_process()
+    env = make_env(**env_args(config, 0))
+    try:
+        obs_space, act_space = env.obs_space, env.act_space
+    finally:
+        env.close()
+    agent = Agent(obs_space, act_space, config)
+    counters = Counters()
+    try:
+        status = tf.train.Checkpoint(agent=agent, counters=counters).restore(str(checkpoint))
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as error:
+        raise ExportError(
+            f'cannot restore {checkpoint} into the agent built from {logdir / "config.yaml"}: '
+            f'{error}'
+        ) from None
+    counts = {k: int(v.numpy()) for k, v in counters.counts().items()}
+    space = env_action_space(config.task, act_space)
+    return Run(agent, config, str(Path(checkpoint).resolve()), counts, space)
+
+
+def env_action_space(task, act_space):
+    """The env's own action space, which the runtime maps the policy's actions back into.
+
+    The env adapters take a one-hot/index or a [-1, 1] vector and map it onto the
+    env's actions: gymnasium's Discrete(n, start) takes start + index, and every
+    continuous suite maps [-1, 1] linearly onto its bounds
+    (dreamer_tf.envs.base.scale_action); other discrete suites take the index.
+    """
+    suite, _, name = task.partition('_')
+    gym_space = None
+    if suite == 'gym':
+        import gymnasium
+
+        env = gymnasium.make(name)
+        gym_space = env.action_space
+        env.close()
+    if act_space.discrete:
+        start = int(getattr(gym_space, 'start', 0))
+        return {'discrete': True, 'n': act_space.n, 'start': start}
+    if suite == 'gym':
+        low, high, dtype = gym_space.low, gym_space.high, gym_space.dtype
+    elif suite == 'dmc':
+        from dm_control import suite as dmc_suite
+
+        from dreamer_tf.envs.dmc import parse_task
+
+        spec = dmc_suite.load(*parse_task(name)).action_spec()
+        low = np.broadcast_to(spec.minimum, spec.shape)
+        high = np.broadcast_to(spec.maximum, spec.shape)
+        dtype = spec.dtype
+    else:
+        raise ExportError(f'no continuous action bounds known for task {task!r}')
+    return {
+        'discrete': False,
+        'n': int(np.size(low)),
+        'shape': list(np.shape(low)),
+        'low': [float(x) for x in np.ravel(low)],
+        'high': [float(x) for x in np.ravel(high)],
+        'dtype': np.dtype(dtype).name,
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,149 @@
+"""The metadata JSON written beside every exported model, and atomic file writes.
+
+numpy and the standard library only: the TensorFlow-free runtime reads it.
+
+The exported step has these inputs, in this order:
+    one per observation key (its own shape and dtype, e.g. uint8 images),
+    `is_first` (bool [B]), `prev_action` (float32 [B, A]),
+    `deter` (float32 [B, D]), `stoch` (float32 [B, S]),
+    stochastic exports only: `latent_noise`, `action_noise` (see `noise`);
+and outputs `action` (float32 [B, A]), `next_deter`, `next_stoch`. Outputs are
+named apart from inputs because tf2onnx fails on a signature whose input and
+output share a name.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+STATE_KEYS = ('deter', 'stoch')
+STEP_OUTPUTS = ('action', 'next_deter', 'next_stoch')
+CONTROL_INPUTS = ('is_first', 'prev_action', 'deter', 'stoch')
+NOISE_INPUTS = ('latent_noise', 'action_noise')
+RESERVED = frozenset(CONTROL_INPUTS + NOISE_INPUTS + STEP_OUTPUTS)
+FORMATS = ('savedmodel', 'onnx', 'tflite')
+MODES = ('deterministic', 'stochastic')
+REQUIRED = (
+    'format_version',
+    'format',
+    'mode',
+    'preset',
+    'task',
+    'train_step',
+    'checkpoint',
+    'observations',
+    'action_space',
+    'state',
+    'initial_state',
+    'inputs',
+    'outputs',
+    'noise',
+    'env',
+)
+
+
+class MetadataError(ValueError):
+    """A metadata file that is missing, unreadable or does not describe a policy step."""
+
+
+def metadata_path(model_path):
+    """The metadata of `model.onnx` is `model.onnx.json` (likewise for a SavedModel folder)."""
+    return Path(str(Path(model_path)) + '.json')
+
+
+def read(model_path):
+    """Reads and checks the metadata beside `model_path`; returns a dict."""
+    path = metadata_path(model_path)
+    try:
+        with open(path) as file:
+            meta = json.load(file)
+    except FileNotFoundError:
+        raise MetadataError(
+            f'no metadata at {path}: the exporter writes <model>.json beside each model'
+        ) from None
+    except json.JSONDecodeError as error:
+        raise MetadataError(f'{path} is not valid JSON: {error}') from None
+    check(meta, path)
+    return meta
+
+
+def check(meta, source='metadata'):
+    """Raises MetadataError unless `meta` has the fields a runtime relies on."""
+    if not isinstance(meta, dict):
+        raise MetadataError(f'{source}: expected a JSON object, got {type(meta).__name__}')
+    missing = [key for key in REQUIRED if key not in meta]
+    if missing:
+        raise MetadataError(f'{source}: missing fields {missing}')
+    if meta['format_version'] != FORMAT_VERSION:
+        raise MetadataError(
+            f'{source}: format_version {meta["format_version"]} is not supported '
+            f'(this runtime reads version {FORMAT_VERSION})'
+        )
+    if meta['format'] not in FORMATS:
+        raise MetadataError(f'{source}: format must be one of {FORMATS}, got {meta["format"]!r}')
+    if meta['mode'] not in MODES:
+        raise MetadataError(f'{source}: mode must be one of {MODES}, got {meta["mode"]!r}')
+    space = meta['action_space']
+    if space.get('discrete') is not True and space.get('discrete') is not False:
+        raise MetadataError(f'{source}: action_space.discrete must be true or false')
+    if not space['discrete'] and not ('low' in space and 'high' in space):
+        raise MetadataError(f'{source}: a continuous action_space needs low and high')
+    for key in (*STATE_KEYS, 'prev_action'):
+        if len(meta['initial_state'].get(key, ())) != meta['state'].get(key, [None])[0]:
+            raise MetadataError(f'{source}: initial_state.{key} does not match state.{key}')
+
+
+def initial_state(meta, batch_size):
+    """The recurrent state at an episode start, tiled to `batch_size` rows (float32)."""
+    return {
+        key: np.tile(np.asarray(meta['initial_state'][key], np.float32), (batch_size, 1))
+        for key in (*STATE_KEYS, 'prev_action')
+    }
+
+
+def write_json(path, data):
+    """Writes JSON through a temporary file and a rename, so readers never see half a file."""
+    write_bytes(path, (json.dumps(data, indent=1) + '\n').encode())
+
+
+def write_bytes(path, data):
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes the file private; models are not secret
+        with os.fdopen(fd, 'wb') as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def temp_dir_beside(path):
+    """A fresh folder next to `path` (same file system, so `replace_dir` can rename it)."""
+    path = Path(path)
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+
+
+def replace_dir(temp, path):
+    """Moves the finished folder `temp` to `path`, replacing an older export there.
+
+    A folder cannot be swapped by one rename over a non-empty target: the old one
+    is renamed aside first, so `path` is either the old or the new export, never a mix.
+    """
+    temp, path = Path(temp), Path(path)
+    os.chmod(temp, 0o755)  # mkdtemp makes the folder private
+    old = None
+    if path.exists():
+        old = temp_dir_beside(path)
+        os.replace(path, old / 'old')
+    os.replace(temp, path)
+    if old is not None:
+        shutil.rmtree(old)
