@@ -88,16 +88,14 @@ class Agent(tf.Module):
 
         start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
         start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
-        with tf.GradientTape() as tape:
-            actor_loss, traj, actor_metrics = self.behavior.actor_loss(
+        with tf.GradientTape(persistent=True) as tape:
+            actor_loss, critic_loss, behavior_metrics = self.behavior.losses(
                 self.wm, start, start_cont, seed_imag
             )
-        metrics.update(actor_metrics)
+        metrics.update(behavior_metrics)
         metrics.update(_prefix('actor', self._minimize(self.actor_opt, tape, actor_loss)))
-        with tf.GradientTape() as tape:
-            critic_loss, critic_metrics = self.behavior.critic_loss(traj)
-        metrics.update(critic_metrics)
         metrics.update(_prefix('critic', self._minimize(self.critic_opt, tape, critic_loss)))
+        del tape
         self.behavior.update_slow_critic()
         return metrics
 

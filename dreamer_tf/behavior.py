@@ -99,8 +99,18 @@ class Actor(tf.Module):
             out = self.n if self.discrete else 2 * self.n
             self.out = nn.Linear(self.mlp.dout, out, outscale=cfg.outscale, name='out')
 
+    @property
+    def raw_size(self):
+        return self.out.dout
+
     def __call__(self, feat):
-        x = tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
+        return self.dist_from(self.raw(feat))
+
+    def raw(self, feat):
+        """The network's float32 output, the distribution's unconstrained parameters."""
+        return tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
+
+    def dist_from(self, x):
         cfg = self.cfg
         if self.discrete:
             return dists.OneHot(dists.unimix_logits(x, cfg.unimix))
@@ -147,17 +157,25 @@ class ActorCritic(tf.Module):
             for slow, var in zip(self.slow_critic.variables, self.critic.variables):
                 slow.assign(var)
 
-    def policy(self, feat, seed):
-        return self.actor(feat).sample(seed)
+    def _imagine_policy(self, feat, seed):
+        raw = self.actor.raw(feat)
+        return self.actor.dist_from(raw).sample(seed), raw
 
-    def actor_loss(self, wm, start, start_cont, seed):
-        """Imagine from `start` and compute the actor loss. Returns (loss, traj, metrics).
+    def losses(self, wm, start, start_cont, seed):
+        """Imagine from `start`; returns (actor_loss, critic_loss, metrics).
 
-        Must run under a tape watching the actor's variables: with dynamics
-        backpropagation the gradient flows through imagined states and actions.
+        Must run under one tape watching the actor's and the critic's
+        variables. With dynamics backpropagation the actor's gradient flows
+        through imagined states and actions. The critic's forward pass on the
+        imagined states is shared by both losses: the actor's returns
+        differentiate it with respect to the states, the critic loss with
+        respect to the critic's weights (the states do not depend on those, so
+        this is the gradient of the loss on stop-gradient states).
         """
         cfg = self.config
-        states, actions = wm.rssm.imagine(self.policy, start, cfg.imag.horizon, seed)
+        states, actions, actor_raw = wm.rssm.imagine(
+            self._imagine_policy, start, cfg.imag.horizon, seed, self.actor.raw_size
+        )
         feat = wm.rssm.feat(states)
         reward = wm.reward(feat[1:]).mean()
         if wm.cont is not None:
@@ -167,12 +185,16 @@ class ActorCritic(tf.Module):
             cont = tf.ones_like(reward)
         discount = cfg.imag.discount * cont
         weight = sg(tf.math.cumprod(tf.concat([start_cont[None], discount[:-1]], 0), 0))
-        critic = self.slow_critic if self.config.critic.slow_returns else self.critic
-        value = critic(feat).mean()
+        critic_raw = self.critic.raw(feat)
+        if cfg.critic.slow_returns:
+            value = self.slow_critic(feat).mean()
+        else:
+            value = self.critic.dist_from(critic_raw).mean()
         returns = lambda_return(reward, value, discount, cfg.imag['lambda'])
         baseline = value[:-1]
         scale = self.retnorm(returns) if self.retnorm is not None else tf.constant(1.0)
-        policy = self.actor(sg(feat[:-1]))
+        # The actor's distributions at s_0..s_{H-1}, kept by the imagination scan.
+        policy = self.actor.dist_from(actor_raw)
         metrics = {}
         if self.grad == 'dynamics':
             adv = returns - baseline if cfg.actor.backprop_baseline else returns
@@ -185,29 +207,28 @@ class ActorCritic(tf.Module):
             entropy = policy.entropy()
             objective += cfg.actor.entropy * entropy
             metrics['actor_entropy'] = tf.reduce_mean(entropy)
-        loss = -tf.reduce_mean(weight * objective)
-        traj = {'feat': feat, 'returns': returns, 'weight': weight}
+        actor_loss = -tf.reduce_mean(weight * objective)
+        critic_loss = self._critic_loss(critic_raw[:-1], sg(feat[:-1]), sg(returns), weight)
         metrics.update(
             {
-                'actor_loss': loss,
+                'actor_loss': actor_loss,
+                'critic_loss': critic_loss,
                 'imag_return': tf.reduce_mean(returns),
                 'imag_reward': tf.reduce_mean(reward),
                 'return_scale': scale,
                 'imag_value': tf.reduce_mean(value),
             }
         )
-        return loss, traj, metrics
+        return actor_loss, critic_loss, metrics
 
-    def critic_loss(self, traj):
+    def _critic_loss(self, critic_raw, feat, returns, weight):
         """Critic regression towards sg(lambda-returns), plus V3's slow-critic regulariser."""
-        feat = sg(traj['feat'][:-1])
-        dist = self.critic(feat)
-        loss = -dist.log_prob(sg(traj['returns']))
+        dist = self.critic.dist_from(critic_raw)
+        loss = -dist.log_prob(returns)
         slow_reg = self.config.critic.slow_reg
         if slow_reg:
             loss -= slow_reg * dist.log_prob(sg(self.slow_critic(feat).mean()))
-        loss = tf.reduce_mean(sg(traj['weight']) * loss)
-        return loss, {'critic_loss': loss}
+        return tf.reduce_mean(weight * loss)
 
     def update_slow_critic(self):
         """Move the slow critic towards the critic every `slow_update_every` updates."""

@@ -270,7 +270,13 @@ class Head(tf.Module):
             )
 
     def __call__(self, feat):
-        x = tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
+        return self.dist_from(self.raw(feat))
+
+    def raw(self, feat):
+        """The network's float32 output: the distribution's parameters."""
+        return tf.cast(self.out(self.mlp(tf.cast(feat, self.dtype))), tf.float32)
+
+    def dist_from(self, x):
         if self.dist == 'symlog_twohot':
             return dists.SymlogTwoHot(x)
         x = tf.squeeze(x, -1)

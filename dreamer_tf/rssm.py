@@ -119,13 +119,16 @@ class RSSM(tf.Module):
         stoch = self.latent_dist(stats).sample(seed)
         return {'deter': deter, 'stoch': stoch, **stats}
 
-    def obs_step(self, prev, prev_action, embed, is_first, seed):
+    def obs_step(self, prev, prev_action, embed, is_first, seed, init=None):
         """Filter step: returns (posterior, prior) at t given e_t.
 
         Where `is_first` is set the previous state and action are replaced by the
-        initial state and zeros, so sequences may span episode boundaries.
+        initial state `init` (computed here if not given) and zeros, so
+        sequences may span episode boundaries.
         """
-        prev, prev_action = self._reset(prev, prev_action, is_first)
+        if init is None:
+            init = self.initial(tf.shape(is_first)[0])
+        prev, prev_action = self._reset(prev, prev_action, is_first, init)
         seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         prior = self.img_step(prev, prev_action, seed_prior)
         x = tf.concat([tf.cast(prior['deter'], self.dtype), tf.cast(embed, self.dtype)], -1)
@@ -134,9 +137,8 @@ class RSSM(tf.Module):
         post = {'deter': prior['deter'], 'stoch': stoch, **stats}
         return post, prior
 
-    def _reset(self, prev, prev_action, is_first):
+    def _reset(self, prev, prev_action, is_first, init):
         mask = tf.cast(is_first, tf.float32)[:, None]
-        init = self.initial(tf.shape(is_first)[0])
         prev = {k: _blend(init[k], v, mask) for k, v in prev.items()}
         return prev, tf.cast(prev_action, tf.float32) * (1 - mask)
 
@@ -146,38 +148,46 @@ class RSSM(tf.Module):
         Returns (post, prior), dicts of [B, T, ...] tensors.
         """
         batch, length = tf.shape(embed)[0], embed.shape[1]
-        state = self.initial(batch) if state is None else state
+        # The learned initial state is an MLP of a variable: computed once per
+        # sequence batch rather than at every step of the scan.
+        init = self.initial(batch)
+        state = init if state is None else state
         seeds = tf.random.experimental.stateless_split(seed, length)
         swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
         elems = (swap(tf.cast(action, tf.float32)), swap(embed), swap(is_first), seeds)
 
         def step(carry, inputs):
-            return self.obs_step(carry[0], *inputs)
+            return self.obs_step(carry[0], *inputs, init=init)
 
         post, prior = tf.scan(step, elems, initializer=(state, state))
         return ({k: swap(v) for k, v in post.items()}, {k: swap(v) for k, v in prior.items()})
 
-    def imagine(self, policy, start, horizon, seed):
+    def imagine(self, policy, start, horizon, seed, aux_size=0):
         """Roll the prior forward `horizon` steps from `start` (dict of [N, ...]).
 
-        `policy(feat, seed)` returns an action; its input is stop-gradiented as
-        in Dreamer (V1 `imagine_ahead`, V2/V3 `imagine`), while gradients flow
-        from the imagined states back through actions into the policy (dynamics
+        `policy(feat, seed)` returns (action, aux): the action and `aux_size`
+        extra numbers per row that the caller wants kept (the actor's
+        distribution parameters, so that its loss need not run the actor
+        again). Its input is stop-gradiented as in Dreamer (V1
+        `imagine_ahead`, V2/V3 `imagine`), while gradients flow from the
+        imagined states back through actions into the policy (dynamics
         backpropagation). Returns (states dict of [H+1, N, ...] including the
-        start, actions [H, N, A] where actions[t] is taken in states[t]).
+        start, actions [H, N, A] and aux [H, N, aux_size], where actions[t] is
+        taken in states[t]).
         """
         seeds = tf.random.experimental.stateless_split(seed, horizon)
 
         def step(carry, step_seed):
-            state, _ = carry
+            state = carry[0]
             seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-            action = policy(sg(self.feat(state)), seed_act)
-            return self.img_step(state, action, seed_img), action
+            action, aux = policy(sg(self.feat(state)), seed_act)
+            return self.img_step(state, action, seed_img), action, aux
 
-        no_action = tf.zeros((tf.shape(start['deter'])[0], self.act_dim))
-        states, actions = tf.scan(step, seeds, initializer=(start, no_action))
+        rows = tf.shape(start['deter'])[0]
+        initializer = (start, tf.zeros((rows, self.act_dim)), tf.zeros((rows, aux_size)))
+        states, actions, aux = tf.scan(step, seeds, initializer=initializer)
         states = {k: tf.concat([start[k][None], v], 0) for k, v in states.items()}
-        return states, actions
+        return states, actions, aux
 
     def kl(self, post, prior):
         """KL(post || prior) per step, summed over latent dimensions."""

@@ -27,11 +27,14 @@ def test_observe_and_imagine_shapes(classes):
         assert state['stoch'].shape == (2, 6, stoch)
     assert rssm.feat(post).shape == (2, 6, 8 + stoch)
     start = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in post.items()}
-    policy = lambda feat, seed: tf.tanh(feat[:, :3])
-    states, actions = rssm.imagine(policy, start, 4, SEED)
+    policy = lambda feat, seed: (tf.tanh(feat[:, :3]), feat[:, :2])
+    states, actions, aux = rssm.imagine(policy, start, 4, SEED, aux_size=2)
     assert states['deter'].shape == (5, 12, 8)
     assert states['stoch'].shape == (5, 12, stoch)
     assert actions.shape == (4, 12, 3)
+    # aux[t] is what the policy returned alongside actions[t], in states[t].
+    np.testing.assert_allclose(aux.numpy(), rssm.feat(states)[:-1, :, :2].numpy(), atol=1e-6)
+    np.testing.assert_allclose(actions.numpy(), np.tanh(rssm.feat(states)[:-1, :, :3]), atol=1e-6)
     np.testing.assert_allclose(states['deter'][0].numpy(), start['deter'].numpy())
 
 
