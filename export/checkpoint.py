@@ -8,9 +8,8 @@ import tensorflow as tf
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import Config, load_config
-from dreamer_tf.envs import make_env
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
-from dreamer_tf.run.loop import Counters, env_args
+from dreamer_tf.run import loop
 from export.policy import ExportError, planet_message
 
 
@@ -34,53 +33,43 @@ class Run:
             # make_env's arguments but the seed: how `scripts/serve.py` rebuilds the
             # env the policy was trained in, without the config or TensorFlow.
             'env': _jsonable(
-                {k: v for k, v in env_args(self.config, 0, 'eval').items() if k != 'seed'}
+                {k: v for k, v in loop.env_args(self.config, 0, 'eval').items() if k != 'seed'}
             ),
             'eval_seed': self.config.seed + 10_000,
         }
 
 
 def run_config(logdir):
-    """The run's config.yaml over the current defaults (runs saved before a key existed still load)."""
+    """Checks that `logdir` holds a run whose policy can be exported; returns its config."""
     path = Path(logdir) / 'config.yaml'
     if not path.exists():
         raise ExportError(f'{path} not found: --logdir must be a training run directory')
     config = load_config([]).update(Config.load(path).to_dict())
     if config.algo == 'planet':
         raise ExportError(planet_message())
-    # Export computes in float32 without XLA whatever the run trained with: the
-    # weights are float32 variables in every precision, and XLA does not convert.
-    return config.update({'precision': '32', 'jit': 'off'})
+    return config
 
 
 def load_run(logdir, checkpoint=None):
     """Builds the run's agent and restores `checkpoint` (default: the latest) into it."""
-    logdir = Path(logdir)
-    config = run_config(logdir)
-    if checkpoint is None:
-        checkpoint = tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
-        if checkpoint is None:
-            raise ExportError(f'no checkpoint in {logdir / "checkpoints"}')
+    run_config(logdir)
     # TF and MuJoCo's GL cannot share a process; the spaces need no rendering.
     keep_gl_out_of_this_process()
-    env = make_env(**env_args(config, 0))
     try:
-        obs_space, act_space = env.obs_space, env.act_space
-    finally:
-        env.close()
-    agent = Agent(obs_space, act_space, config)
-    counters = Counters()
-    try:
-        status = tf.train.Checkpoint(agent=agent, counters=counters).restore(str(checkpoint))
-        status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as error:
-        raise ExportError(
-            f'cannot restore {checkpoint} into the agent built from {logdir / "config.yaml"}: '
-            f'{error}'
-        ) from None
-    counts = {k: int(v.numpy()) for k, v in counters.counts().items()}
-    space = env_action_space(config.task, act_space)
-    return Run(agent, config, str(Path(checkpoint).resolve()), counts, space)
+        # Export computes in float32 without XLA whatever the run trained with: the
+        # weights are float32 variables in every precision, and XLA does not convert.
+        agent, config, envs, path = loop.load_run(
+            logdir, checkpoint=checkpoint, overrides={'precision': '32', 'jit': 'off'}
+        )
+    except (FileNotFoundError, RuntimeError) as error:
+        raise ExportError(str(error)) from None
+    envs.close()
+    counters = {
+        key: int(tf.train.load_variable(path, f'counters/{key}/.ATTRIBUTES/VARIABLE_VALUE'))
+        for key in ('env_steps', 'updates')
+    }
+    space = env_action_space(config.task, agent.act_space)
+    return Run(agent, config, str(Path(path).resolve()), counters, space)
 
 
 def env_action_space(task, act_space):
