@@ -228,14 +228,18 @@ def test_stochastic_step_samples_as_the_agent(preset, act_space):
         }
 
 
-def test_stochastic_onnx_matches_tf_step_and_runtime_reproduces_noise(tmp_path):
-    agent = make_agent('dreamerv3', VECTOR, ActSpace(True, 3))
+def test_stochastic_export_converts_and_runtime_reproduces_noise(tmp_path):
+    """DreamerV2: Gumbel-max latent and the truncated-Normal rejection sampler, in ONNX and TFLite."""
+    agent = make_agent('dreamerv2', VECTOR, ActSpace(False, 2))
     policy = ExportPolicy(agent, stochastic=True)
-    path, meta = export(policy, tmp_path, ['onnx'])['onnx']
-    assert meta['mode'] == 'stochastic'
-    assert meta['inputs'][-2:] == ['latent_noise', 'action_noise']
-    errors = parity.check(path, meta, policy=policy)
-    assert parity.violations(errors, 'float32') == {}, errors
+    models = export(policy, tmp_path, ['onnx', 'tflite'])
+    for path, meta in models.values():
+        assert meta['mode'] == 'stochastic'
+        assert meta['inputs'][-2:] == ['latent_noise', 'action_noise']
+        assert meta['noise']['action_noise'] == {'shape': [64, 2], 'dist': 'normal'}
+        errors = parity.check(path, meta, policy=policy)
+        assert parity.violations(errors, 'float32') == {}, errors
+    path = models['onnx'][0]
     obs = {'vector': np.ones(5, np.float32)}
     runs = [Policy(path, seed=s) for s in (1, 1, 2)]
     for _ in range(10):
