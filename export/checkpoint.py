@@ -45,7 +45,7 @@ def run_config(logdir):
     if not path.exists():
         raise ExportError(f'{path} not found: --logdir must be a training run directory')
     config = load_config([]).update(Config.load(path).to_dict())
-    if config.algo == 'planet':
+    if config.algo == 'planet' or config.get('behavior') == 'cem':
         raise ExportError(planet_message())
     return config
 

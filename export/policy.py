@@ -48,7 +48,7 @@ class ExportError(ValueError):
 class ExportPolicy(tf.Module):
     def __init__(self, agent, stochastic=False, name='policy'):
         super().__init__(name=name)
-        if getattr(agent, 'behavior', None) is None or agent.config.algo == 'planet':
+        if agent.behavior is None or agent.config.algo == 'planet':
             raise ExportError(planet_message())
         if agent.precision != '32' or agent.jit:
             raise ExportError(
@@ -129,12 +129,12 @@ class ExportPolicy(tf.Module):
 
     def _sample_step(self, agent, obs, latent, inputs):
         """`Agent._policy_step(explore=True)` with the posterior and actor sampled from inputs."""
-        rssm = self.rssm
-        embed = self.encoder(obs)
-        post, _ = rssm.obs_step(
-            latent, inputs['prev_action'], embed, obs['is_first'], tf.constant(UNUSED_SEED)
+        # The agent's own filter step (preprocessing, encoder, posterior): its latent
+        # carries the posterior's parameters, so only the sampling is done here.
+        _, (post, _) = agent._policy_step(
+            obs, (latent, inputs['prev_action']), tf.constant(UNUSED_SEED), False
         )
-        noise = inputs['latent_noise']
+        rssm, noise = self.rssm, inputs['latent_noise']
         if rssm.classes:
             stoch = tf.reshape(_gumbel_max(post['logit'], noise), [-1, rssm.stoch_size])
         else:
@@ -175,7 +175,7 @@ class ExportPolicy(tf.Module):
 
 def planet_message():
     return (
-        "PlaNet (algo 'planet') has no actor: it plans each action with CEM over "
+        "PlaNet (algo 'planet', behavior 'cem') has no actor: it plans each action with CEM over "
         'the learned model (many imagined rollouts per step), which is not a single '
         'recurrent policy step and is not exportable. Export a preset with an actor '
         '(dreamerv1, dreamerv2, dreamerv3, dreamingv1, dreamingv2).'

@@ -443,6 +443,13 @@ def test_planet_and_bad_runs_are_clear_errors(tmp_path):
         load_run(run)
 
 
+@pytest.mark.skipif('planet:' not in DEFAULT_PATH.read_text(), reason='no planet preset yet')
+def test_planet_agent_is_a_clear_error():
+    agent = make_agent('planet', VECTOR, ActSpace(False, 2))
+    with pytest.raises(ExportError, match='PlaNet.*CEM.*not exportable'):
+        ExportPolicy(agent)
+
+
 PRESETS = ['dreamerv1', 'dreamerv2', 'dreamerv3', 'dreamingv1', 'dreamingv2']
 
 
