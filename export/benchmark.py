@@ -22,6 +22,12 @@ def size_on_disk(path):
     return path.stat().st_size
 
 
+def set_tf_threads(threads):
+    """TensorFlow's thread pools; only possible before TensorFlow first runs an op."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def engines(path, threads):
     """[(engine name, step function over a dict of numpy inputs)] for the model at `path`."""
     meta = metadata.read(path)
@@ -58,39 +64,54 @@ def engines(path, threads):
     return [(f'tflite_{meta["variant"]}', lambda inputs: signature(**inputs))]
 
 
-def measure(run_step, meta, steps, warmup):
-    """Per-call latencies (ms) of `run_step` over a rollout that carries its state."""
-    sequence = parity.random_inputs(meta, steps + warmup, batch=1, seed=1, restart=0.0)
-    state = metadata.initial_state(meta, 1)
-    times = []
-    for inputs in sequence:
-        start = time.perf_counter()
-        out = run_step({**inputs, **state})
-        times.append(time.perf_counter() - start)
-        state = {
-            'deter': out['next_deter'],
-            'stoch': out['next_stoch'],
-            'prev_action': out['action'],
-        }
-    return 1000 * np.array(times[warmup:])
+def benchmark(paths, steps=1000, warmup=50, threads=1, block=50):
+    """Rows {engine, model, size_bytes, median_ms, p99_ms} for the models in `paths`.
 
-
-def benchmark(paths, steps=1000, warmup=50, threads=1):
-    """Rows {engine, model, size_bytes, median_ms, p99_ms} for the models in `paths`."""
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    rows = []
+    The engines take turns in blocks of `block` steps, so that load from other
+    processes on a shared machine falls on all of them alike; the first step of
+    each block is not counted, since the previous engine has evicted the weights
+    from the CPU caches (a policy deployed alone keeps them warm). `threads` applies
+    to ONNX Runtime and TFLite; TensorFlow's must be set before it starts
+    (`set_tf_threads`).
+    """
+    runs = []
     for path in paths:
         meta = metadata.read(path)
+        sequence = parity.random_inputs(meta, steps + warmup, batch=1, seed=1, restart=0.0)
         for name, run_step in engines(path, threads):
-            times = measure(run_step, meta, steps, warmup)
-            rows.append(
+            state = metadata.initial_state(meta, 1)
+            runs.append(
                 {
                     'engine': name,
-                    'model': Path(path).name,
-                    'size_bytes': size_on_disk(path),
-                    'median_ms': float(np.median(times)),
-                    'p99_ms': float(np.percentile(times, 99)),
+                    'path': path,
+                    'step': run_step,
+                    'state': state,
+                    'sequence': sequence,
+                    'times': [],
                 }
             )
+    for first in range(0, steps + warmup, block):
+        for run in runs:
+            for t in range(first, min(first + block, steps + warmup)):
+                start = time.perf_counter()
+                out = run['step']({**run['sequence'][t], **run['state']})
+                if t >= warmup and t > first:
+                    run['times'].append(time.perf_counter() - start)
+                run['state'] = {
+                    'deter': out['next_deter'],
+                    'stoch': out['next_stoch'],
+                    'prev_action': out['action'],
+                }
+    rows = []
+    for run in runs:
+        times = 1000 * np.array(run['times'])
+        rows.append(
+            {
+                'engine': run['engine'],
+                'model': Path(run['path']).name,
+                'size_bytes': size_on_disk(run['path']),
+                'median_ms': float(np.median(times)),
+                'p99_ms': float(np.percentile(times, 99)),
+            }
+        )
     return rows

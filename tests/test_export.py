@@ -466,3 +466,21 @@ def test_every_actor_preset_exports_in_every_format(tmp_path, preset, discrete):
         variant = meta['variant']
         errors = parity.check(path, meta, agent, forced=variant != 'float32')
         assert parity.violations(errors, variant) == {}, (fmt, errors)
+
+
+def test_benchmark_times_every_engine(v3):
+    from export.benchmark import benchmark
+
+    paths = [path for path, _ in v3[2].values()]
+    rows = benchmark(paths, steps=4, warmup=1, block=2)
+    engines = [row['engine'] for row in rows]
+    assert engines == [
+        'tf_savedmodel',
+        'onnxruntime',
+        'runtime Policy.step',
+        'tflite_float32',
+        'tflite_float16',
+        'tflite_int8',
+    ]
+    for row in rows:
+        assert row['size_bytes'] > 0 and 0 < row['median_ms'] <= row['p99_ms']
