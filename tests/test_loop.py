@@ -14,7 +14,12 @@ import tensorflow as tf
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import load_config
-from dreamer_tf.run.loop import Counters, train
+from dreamer_tf.run.loop import (
+    Counters, episode_logs, evaluate, load_run, replay_step, suite_metrics, train)
+from dreamer_tf.run.video import to_rgb, write_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'scripts'))
+from eval import main as eval_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
@@ -147,3 +152,106 @@ def test_cli_config_errors_are_clear():
 def test_unknown_task_is_clear(tmp_path):
     with pytest.raises(ValueError, match='suite'):
         train(tiny_config(tmp_path, task='atary_Pong'))
+
+
+def test_log_keys_stay_out_of_replay_and_become_episode_metrics():
+    step = {'image': np.zeros((2, 2, 1), np.uint8), 'reward': 1.0, 'is_first': False,
+            'is_last': True, 'is_terminal': False, 'log_achievement_collect_wood': 1.0,
+            'log_achievement_eat_cow': 0.0}
+    assert set(replay_step(step, np.ones(3))) == {
+        'image', 'reward', 'is_first', 'is_last', 'is_terminal', 'action'}
+    logs = episode_logs(step)
+    assert logs == {'achievement_collect_wood': 1.0, 'achievement_eat_cow': 0.0}
+    # Success rates 100% and 0%: Crafter's score is sqrt(101) - 1.
+    assert suite_metrics('crafter_reward', logs)['crafter_score'] == pytest.approx(101**0.5 - 1)
+    assert suite_metrics('atari_pong', logs) == {}
+
+
+def gif_size(path):
+    """Width and height of an animated GIF (frame counts are not kept: Pillow merges
+    identical neighbouring frames)."""
+    from PIL import Image
+
+    with Image.open(path) as gif:
+        assert gif.n_frames > 1
+        return gif.size
+
+
+def test_parallel_envs_train_and_eval_script(tmp_path):
+    # Two Atari envs in worker processes, 20-step episodes, an evaluation with videos.
+    config = load_config(['dreamerv3', 'atari', 'debug'], {
+        'run.steps': 240, 'run.prefill': 80, 'run.train_ratio': 2.0, 'run.eval_every': 1000,
+        'run.video_every': 1, 'run.log_every': 80, 'env.envs': 2, 'env.time_limit': 80,
+        'logdir': str(tmp_path), 'task': 'atari_pong',
+    })
+    _, counters = train(config)
+    # Each lockstep step adds 2 envs x action repeat 4 env steps.
+    assert counters.env_steps.numpy() == 240 and counters.policy_steps.numpy() == 60
+    assert counters.episodes.numpy() == 2 and counters.updates.numpy() > 0
+    assert len(list((tmp_path / 'replay').glob('*.npz'))) == 2
+    assert gif_size(tmp_path / 'videos' / 'eval_80.gif') == (64, 64)
+    assert gif_size(tmp_path / 'videos' / 'dream_80.gif') == (3 * 64, 64)
+
+    eval_main([
+        '--logdir', str(tmp_path), '--episodes', '3', '--envs', '2',
+        '--video', str(tmp_path / 'episode.gif'), '--dream', str(tmp_path / 'dream.gif'),
+        '--dream_length', '12', '--json', str(tmp_path / 'eval.json'),
+    ])
+    results = json.loads((tmp_path / 'eval.json').read_text())
+    assert results['mode'] == 'deterministic' and results['checkpoint'].endswith('ckpt-1')
+    assert [r['length'] for r in results['episodes']] == [80] * 3
+    assert gif_size(tmp_path / 'episode.gif') == (64, 64)
+    assert gif_size(tmp_path / 'dream.gif') == (3 * 64, 64)
+
+
+# Each preset with the tiny `debug` networks; short time limits keep episodes (and the
+# evaluations) within a few hundred steps.
+PRESETS = {
+    'atari': (['dreamerv3', 'atari', 'debug'], {'env.time_limit': 200, 'run.train_ratio': 4.0}),
+    'atari100k': (
+        ['dreamerv3', 'atari100k', 'debug'], {'env.time_limit': 200, 'run.train_ratio': 4.0}),
+    'minatar': (['dreamerv2', 'minatar', 'debug'], {'env.time_limit': 100}),
+    'crafter': (['dreamerv3', 'crafter', 'debug'], {'env.time_limit': 100, 'run.train_ratio': 4.0}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', PRESETS)
+def test_preset_short_run_train_resume_eval(tmp_path, name):
+    blocks, extra = PRESETS[name]
+    overrides = {'run.steps': 400, 'run.prefill': 100, 'run.eval_every': 200,
+                 'run.log_every': 100, 'logdir': str(tmp_path), **extra}
+    _, counters = train(load_config(blocks, overrides))
+    assert counters.env_steps.numpy() >= 400 and counters.updates.numpy() > 0
+    records = read_jsonl(tmp_path / 'metrics.jsonl')
+    assert any('eval_return' in r for r in records) and any('model_loss' in r for r in records)
+    if name == 'crafter':
+        assert any('crafter_score' in r and 'achievement_collect_wood' in r for r in records)
+    _, resumed = train(load_config(blocks, {**overrides, 'run.steps': 600}))
+    assert resumed.env_steps.numpy() >= 600 and resumed.updates.numpy() > counters.updates.numpy()
+
+    agent, config, envs, path = load_run(tmp_path, envs=2)
+    try:
+        results = evaluate(agent, envs, 2)
+    finally:
+        envs.close()
+    assert path.endswith('ckpt-2') and len(results) == 2
+    assert all(0 < r['length'] <= config.env.time_limit for r in results)
+
+
+def test_write_video_is_atomic_and_checks_its_input(tmp_path):
+    frames = np.zeros((4, 8, 8, 1), np.uint8)
+    frames[:, :, :4] = np.arange(4)[:, None, None, None] * 60
+    path = write_video(frames, tmp_path / 'sub' / 'grey.gif')
+    assert gif_size(path) == (8, 8)
+    assert sorted(p.name for p in path.parent.iterdir()) == ['grey.gif']
+    with pytest.raises(ValueError, match='.gif or .mp4'):
+        write_video(frames, tmp_path / 'clip.avi')
+    with pytest.raises(ValueError, match=r'\[T, H, W, C\]'):
+        write_video(frames[:0], tmp_path / 'empty.gif')
+    assert not (tmp_path / 'empty.gif').exists()
+    # MinAtar-style object channels get one colour each.
+    channels = np.zeros((1, 2, 2, 4), np.uint8)
+    channels[0, 0, 0, 1] = 255
+    rgb = to_rgb(channels)
+    assert rgb.shape == (1, 2, 2, 3) and rgb[0, 0, 0].max() > 0 and rgb[0, 1, 1].max() == 0
