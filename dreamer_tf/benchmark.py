@@ -1,5 +1,16 @@
-"""Timing of the compiled update on synthetic batches (no environment, no replay)."""
+"""Measurements behind scripts/benchmark.py, on synthetic batches (no environment).
 
+- `time_update`: wall time of the compiled update after warm-up.
+- `graph_flops`: floating-point operations of one call of a `tf.function`,
+  counted from its graph: matmuls and convolutions (forward and gradient),
+  with loop bodies multiplied by their trip count.
+- `matmul_peak`: this machine's measured matmul throughput, the roofline.
+- `input_wait`: time an update waits for its batch from a filled replay.
+- `policy_latency`: the batched policy step for N environments.
+- `replay_bytes_per_step`: bytes an episode step takes on disk in the replay.
+"""
+
+import tempfile
 import time
 
 import numpy as np
@@ -7,6 +18,7 @@ import tensorflow as tf
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.envs.base import Space
+from dreamer_tf.replay import Replay
 
 
 def synthetic_batch(obs_space, act_space, batch, length, seed=0):
@@ -48,10 +60,8 @@ def parse_obs(spec):
     return space
 
 
-def time_update(config, obs_space, act_space, repeats=5, warmup=2):
+def time_update(agent, batch, repeats=5, warmup=2):
     """Median and all wall times (s) of `agent.train` after `warmup` calls (incl. tracing)."""
-    agent = Agent(obs_space, act_space, config)
-    batch = synthetic_batch(obs_space, act_space, config.run.batch_size, config.run.batch_length)
     start = time.perf_counter()
     for _ in range(warmup):
         _block(agent.train(batch))
@@ -67,3 +77,180 @@ def time_update(config, obs_space, act_space, repeats=5, warmup=2):
 def _block(metrics):
     return {k: v.numpy() for k, v in metrics.items()}
 
+
+
+def build(config, obs_space, act_space):
+    """An agent and a synthetic batch of the config's batch shape."""
+    agent = Agent(obs_space, act_space, config)
+    batch = synthetic_batch(obs_space, act_space, config.run.batch_size, config.run.batch_length)
+    return agent, batch
+
+
+def graph_flops(fn, *args):
+    """FLOPs of one call of tf.function `fn`, counted from its traced graph.
+
+    Counts 2 * multiply-adds of MatMul, BatchMatMul and convolutions,
+    including the gradient ops the tape added; loop bodies count once per
+    iteration (`maximum_iterations` of tf.scan's while loops, a constant).
+    Only ops that the outputs or a side effect depend on are counted, as the
+    runtime prunes the others. Element-wise work is not counted: this is the
+    matmul work the roofline bounds.
+    """
+    graph = fn.get_concrete_function(*args).graph
+    return _flops_in(graph, [t.op for t in graph.outputs] + list(graph.control_outputs))
+
+
+def _flops_in(graph, roots, outer=None):
+    """FLOPs of `roots` and what they depend on in `graph`, a function body
+    whose inputs `outer` (the calling op and its resolver) gives values to."""
+    static = lambda t: _static(t, graph, outer)
+    seen, stack, total = set(), list(roots), 0
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+        total += _op_flops(op)
+        if op.type in ('While', 'StatelessWhile'):
+            trips = static(op.inputs[1])
+            if trips is None or trips < 0:
+                raise ValueError(f'loop {op.name} has no static trip count')
+            body = graph._get_function(op.get_attr('body').name).graph
+            total += int(trips) * _flops_in(body, body.get_operations(), (op, static))
+        elif op.type in ('PartitionedCall', 'StatefulPartitionedCall'):
+            inner = graph._get_function(op.get_attr('f').name).graph
+            total += _flops_in(inner, inner.get_operations(), (op, static))
+    return total
+
+
+def _static(tensor, graph, outer):
+    """The constant value of a scalar integer tensor, followed through function
+    inputs and outputs and through loop variables a while loop passes on
+    unchanged (as it does its iteration limit); None if not constant."""
+    op = tensor.op
+    if op.type == 'Placeholder' and outer is not None:
+        names = [t.name for t in graph.inputs]
+        if tensor.name in names:
+            call, resolve = outer
+            return resolve(call.inputs[names.index(tensor.name)])
+    if op.type == 'Identity':
+        return _static(op.inputs[0], graph, outer)
+    if op.type in ('PartitionedCall', 'StatefulPartitionedCall'):
+        inner = graph._get_function(op.get_attr('f').name).graph
+        out = inner.outputs[tensor.value_index]
+        return _static(out, inner, (op, lambda t: _static(t, graph, outer)))
+    if op.type in ('While', 'StatelessWhile'):
+        body = graph._get_function(op.get_attr('body').name).graph
+        index = tensor.value_index
+        if body.outputs[index].op is body.inputs[index].op or (
+            body.outputs[index].op.type == 'Identity'
+            and body.outputs[index].op.inputs[0] is body.inputs[index]
+        ):
+            return _static(op.inputs[index], graph, outer)
+        return None
+    return tf.get_static_value(tensor)
+
+
+def _op_flops(op):
+    shape = lambda t: t.shape.as_list()
+    if op.type == 'MatMul':
+        a, b = shape(op.inputs[0]), shape(op.inputs[1])
+        m, k = a[::-1] if op.get_attr('transpose_a') else a
+        n = b[0] if op.get_attr('transpose_b') else b[1]
+        return 2 * m * k * n
+    if op.type in ('BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'):
+        out = shape(op.outputs[0])
+        a = shape(op.inputs[0])
+        k = a[-2] if op.get_attr('adj_x') else a[-1]
+        return 2 * int(np.prod(out)) * k
+    if op.type == 'Conv2D':
+        kh, kw, cin, _ = shape(op.inputs[1])
+        return 2 * int(np.prod(shape(op.outputs[0]))) * kh * kw * cin
+    # Both gradients of a convolution cost what its forward pass costs: one
+    # multiply-add per output-gradient element and kernel tap of an input channel.
+    if op.type == 'Conv2DBackpropInput':  # also conv2d_transpose's forward pass
+        kh, kw, cin, _ = shape(op.inputs[1])
+        return 2 * int(np.prod(shape(op.inputs[2]))) * kh * kw * cin
+    if op.type == 'Conv2DBackpropFilter':
+        kh, kw, cin, _ = shape(op.outputs[0])
+        return 2 * int(np.prod(shape(op.inputs[2]))) * kh * kw * cin
+    return 0
+
+
+def matmul_peak(dtype=tf.float32, size=1024, seconds=1.0):
+    """Measured throughput (FLOP/s) of a size^3 matmul in `dtype`, the best of 3 runs."""
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
+
+    @tf.function
+    def loop(a, b, reps):
+        acc = tf.zeros((), tf.float32)
+        for i in tf.range(reps):
+            # Depends on i so that no iteration can be hoisted or merged.
+            acc += tf.cast(tf.matmul(a + tf.cast(i, dtype), b)[0, 0], tf.float32)
+        return acc
+
+    loop(a, b, tf.constant(1)).numpy()
+    start = time.perf_counter()
+    loop(a, b, tf.constant(2)).numpy()
+    reps = max(2, int(seconds / max((time.perf_counter() - start) / 2, 1e-6)))
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        loop(a, b, tf.constant(reps)).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * reps / best
+
+
+def policy_latency(agent, obs_space, envs, calls=100):
+    """Median and 99th-percentile wall time (s) of one batched policy step for `envs` envs."""
+    batch = synthetic_batch(obs_space, agent.act_space, envs, 1)
+    obs = {k: v[:, 0].numpy() for k, v in batch.items() if k in obs_space or k == 'is_first'}
+    state = agent.initial_state(envs)
+    for _ in range(3):
+        action, state = agent.policy(obs, state)
+    action.numpy()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        action, state = agent.policy(obs, state)
+        action.numpy()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), float(np.percentile(times, 99))
+
+
+def input_wait(agent, obs_space, act_space, run, updates=5, episode=500):
+    """Mean seconds per update spent waiting on `next()` of the replay's tf.data
+    pipeline (prefetching while the update runs), on a replay of synthetic episodes."""
+    batch = synthetic_batch(obs_space, act_space, 1, episode)
+    with tempfile.TemporaryDirectory() as directory:
+        replay = Replay(directory, 10**6, run.batch_length, run.batch_size)
+        for _ in range(4):
+            for t in range(episode):
+                step = {k: v[0, t].numpy() for k, v in batch.items()}
+                step.update(is_first=t == 0, is_last=t == episode - 1, is_terminal=False)
+                replay.add(step)
+        dataset = iter(replay.dataset())
+        agent.train(next(dataset))
+        waited = 0.0
+        for _ in range(updates):
+            start = time.perf_counter()
+            data = next(dataset)
+            waited += time.perf_counter() - start
+            _block(agent.train(data))
+        return waited / updates
+
+
+def replay_bytes_per_step(obs_space, act_space, steps=200):
+    """Bytes per step of an episode file the replay writes (images stay uint8)."""
+    batch = synthetic_batch(obs_space, act_space, 1, steps)
+    with tempfile.TemporaryDirectory() as directory:
+        replay = Replay(directory, 10 * steps, 1, 1)
+        for t in range(steps):
+            step = {k: v[0, t].numpy() for k, v in batch.items()}
+            step.update(is_first=t == 0, is_last=t == steps - 1, is_terminal=False)
+            replay.add(step)
+        (path,) = replay.episode_files()
+        return path.stat().st_size / steps

@@ -1,67 +1,209 @@
-"""Time the compiled update of a preset on synthetic batches, XLA off vs on, in one run.
+"""Benchmark the compiled update and the policy step of presets, side by side in one run.
 
-  python scripts/benchmark.py --configs dreamerv3 xs --obs vector:5 --discrete 2 --jit off on
-  python scripts/benchmark.py --configs dreamerv3 s --obs vector:17 --act 6 --json out.json
+Each (preset, precision, XLA) row runs in its own process, so that its peak
+memory is its own and no compiled program or thread pool carries over.
+
+  python scripts/benchmark.py --configs dreamerv3,xs dreamerv3,s --obs vector:17 --act 6
+  python scripts/benchmark.py --configs dreamerv1 --obs image:64x64x3 --act 6 --jit off on
+  python scripts/benchmark.py --configs dreamerv3,s --precision 32 bf16 --json speed.json
+
+Columns: s/update (median after warm-up), updates/s, replayed env steps/s,
+GFLOP of one update (matmuls and convolutions counted from the graph),
+achieved GFLOP/s, the roofline time (GFLOP / measured matmul peak) and the
+fraction of it reached, input wait per update when batches come from a
+filled replay through tf.data, policy-step latency for a batch of N envs
+(median and p99), and the process's peak resident memory.
 """
 
 import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
+import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-from dreamer_tf.benchmark import parse_obs, time_update  # noqa: E402
-from dreamer_tf.config import load_config  # noqa: E402
-from dreamer_tf.envs.base import ActSpace  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='+', default=['dreamerv3', 'xs'])
-    parser.add_argument('--obs', default='vector:5')
+    parser.add_argument(
+        '--configs',
+        nargs='+',
+        default=['dreamerv3,xs'],
+        help='one entry per preset: its config blocks joined by commas',
+    )
+    parser.add_argument('--obs', default='vector:17', help="'vector:D', 'image:HxWxC' or both")
     actions = parser.add_mutually_exclusive_group()
     actions.add_argument('--discrete', type=int, help='number of discrete actions')
-    actions.add_argument('--act', type=int, default=1, help='continuous action dimension')
+    actions.add_argument('--act', type=int, default=6, help='continuous action dimension')
     parser.add_argument('--jit', nargs='+', default=['off', 'on'], choices=['off', 'on'])
     parser.add_argument('--precision', nargs='+', default=['32'], choices=['32', '16', 'bf16'])
     parser.add_argument('--batch', type=int, help='override run.batch_size')
     parser.add_argument('--length', type=int, help='override run.batch_length')
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--envs', type=int, nargs='+', default=[1, 8], help='policy batch sizes')
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: one row, in a child process
     args = parser.parse_args()
+    if args.row:
+        print('ROW ' + json.dumps(measure_row(json.loads(args.row))), flush=True)
+        return
 
-    obs_space = parse_obs(args.obs)
-    act_space = ActSpace(bool(args.discrete), args.discrete or args.act)
+    peaks = {p: _peak(p) for p in args.precision}
+    for precision, peak in peaks.items():
+        print(f'matmul peak, precision {precision}: {peak / 1e9:.0f} GFLOP/s', flush=True)
     rows = []
-    for precision in args.precision:
-        for jit in args.jit:
-            overrides = {'jit': jit, 'precision': precision}
-            if args.batch:
-                overrides['run.batch_size'] = args.batch
-            if args.length:
-                overrides['run.batch_length'] = args.length
-            config = load_config(args.configs, overrides)
-            result = time_update(config, obs_space, act_space, args.repeats)
-            steps = config.run.batch_size * config.run.batch_length
-            rows.append({'configs': ' '.join(args.configs), 'obs': args.obs,
-                         'batch': f'{config.run.batch_size}x{config.run.batch_length}',
-                         'precision': precision, 'jit': jit, **result,
-                         'updates_per_s': 1 / result['median_s'],
-                         'replayed_steps_per_s': steps / result['median_s']})
-            print(f'{rows[-1]["configs"]:>20} | {args.obs:>12} | {rows[-1]["batch"]:>6} | '
-                  f'precision {precision:>4} | XLA {jit:>3} | {result["median_s"]:.3f} s/update | '
-                  f'{rows[-1]["replayed_steps_per_s"]:.0f} replayed steps/s | '
-                  f'first 2 calls {result["warmup_s"]:.1f} s', flush=True)
-    if len(rows) > 1:
-        base = rows[0]['median_s']
-        for row in rows[1:]:
-            print(f'{row["precision"]}/XLA {row["jit"]} vs {rows[0]["precision"]}/XLA '
-                  f'{rows[0]["jit"]}: {base / row["median_s"]:.2f}x speed')
+    for configs in args.configs:
+        for precision in args.precision:
+            for jit in args.jit:
+                spec = {
+                    'configs': configs.split(','),
+                    'obs': args.obs,
+                    'discrete': args.discrete,
+                    'act': args.act,
+                    'jit': jit,
+                    'precision': precision,
+                    'batch': args.batch,
+                    'length': args.length,
+                    'repeats': args.repeats,
+                    'envs': args.envs,
+                }
+                row = _run_child(spec)
+                row['roofline_s'] = row['gflop'] * 1e9 / peaks[precision]
+                row['roofline_fraction'] = row['roofline_s'] / row['update_s']
+                rows.append(row)
+                print(_format(row), flush=True)
+    print()
+    print(table(rows, args.envs))
     if args.json:
-        with open(args.json, 'w') as file:
-            json.dump({'machine': platform.processor() or platform.machine(),
-                       'cpus': os.cpu_count(), 'rows': rows}, file, indent=1)
+        _write_json(args.json, {'machine': machine(), 'matmul_peak_flops': peaks, 'rows': rows})
+
+
+def measure_row(spec):
+    """Runs in the child process: every measurement of one preset/precision/XLA row."""
+    from dreamer_tf import benchmark
+    from dreamer_tf.config import load_config
+    from dreamer_tf.envs.base import ActSpace
+
+    overrides = {'jit': spec['jit'], 'precision': spec['precision']}
+    if spec['batch']:
+        overrides['run.batch_size'] = spec['batch']
+    if spec['length']:
+        overrides['run.batch_length'] = spec['length']
+    config = load_config(spec['configs'], overrides)
+    obs_space = benchmark.parse_obs(spec['obs'])
+    act_space = ActSpace(bool(spec['discrete']), spec['discrete'] or spec['act'])
+    agent, batch = benchmark.build(config, obs_space, act_space)
+    timing = benchmark.time_update(agent, batch, spec['repeats'])
+    flops = benchmark.graph_flops(agent._train, batch, agent.rng.make_seeds(1)[:, 0])
+    wait = benchmark.input_wait(agent, obs_space, act_space, config.run)
+    steps = config.run.batch_size * config.run.batch_length
+    row = {
+        'configs': ' '.join(spec['configs']),
+        'obs': spec['obs'],
+        'batch': f'{config.run.batch_size}x{config.run.batch_length}',
+        'precision': spec['precision'],
+        'jit': spec['jit'],
+        'update_s': timing['median_s'],
+        'update_times_s': timing['times_s'],
+        'warmup_s': timing['warmup_s'],
+        'updates_per_s': 1 / timing['median_s'],
+        'replayed_steps_per_s': steps / timing['median_s'],
+        'gflop': flops / 1e9,
+        'achieved_gflops': flops / 1e9 / timing['median_s'],
+        'input_wait_ms': 1e3 * wait,
+        'replay_bytes_per_step': benchmark.replay_bytes_per_step(obs_space, act_space),
+    }
+    for envs in spec['envs']:
+        median, p99 = benchmark.policy_latency(agent, obs_space, envs)
+        row[f'policy_ms_{envs}'] = 1e3 * median
+        row[f'policy_p99_ms_{envs}'] = 1e3 * p99
+    # ru_maxrss is in KiB on Linux.
+    row['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def _run_child(spec):
+    command = [sys.executable, __file__, '--row', json.dumps(spec)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    rows = [line[4:] for line in result.stdout.splitlines() if line.startswith('ROW ')]
+    if result.returncode or not rows:
+        raise SystemExit(
+            f'benchmark row {spec["configs"]} precision {spec["precision"]} XLA {spec["jit"]} '
+            f'failed (exit {result.returncode}):\n{result.stderr[-3000:]}'
+        )
+    return json.loads(rows[0])
+
+
+def _peak(precision):
+    from dreamer_tf.agent import PRECISIONS
+    from dreamer_tf.benchmark import matmul_peak
+
+    return matmul_peak(PRECISIONS[precision])
+
+
+def _format(row):
+    return (
+        f'{row["configs"]:>14} | {row["obs"]:>10} | {row["batch"]:>6} | {row["precision"]:>4} | '
+        f'XLA {row["jit"]:>3} | {row["update_s"]:.3f} s/update | '
+        f'{row["replayed_steps_per_s"]:.0f} steps/s | {row["gflop"]:.3g} GFLOP | '
+        f'{row["roofline_fraction"]:.0%} of roofline | warm-up {row["warmup_s"]:.0f} s'
+    )
+
+
+def table(rows, envs):
+    """A markdown table of the rows, plus speed ratios of XLA on vs off."""
+    head = [
+        'preset', 'obs', 'batch', 'precision', 'XLA', 's/update', 'updates/s', 'replayed steps/s',
+        'GFLOP', 'GFLOP/s', 'roofline s', 'of roofline', 'input wait ms', 'replay B/step',
+        *(f'policy ms N={n} (p99)' for n in envs), 'peak RSS GiB', 'warm-up s',
+    ]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        cells = [
+            r['configs'], r['obs'], r['batch'], r['precision'], r['jit'],
+            f'{r["update_s"]:.3f}', f'{r["updates_per_s"]:.2f}',
+            f'{r["replayed_steps_per_s"]:.0f}', f"{r['gflop']:.3g}",
+            f'{r["achieved_gflops"]:.0f}', f'{r["roofline_s"]:.2f}',
+            f'{r["roofline_fraction"]:.0%}', f'{r["input_wait_ms"]:.1f}',
+            f'{r["replay_bytes_per_step"]:.0f}',
+            *(f'{r[f"policy_ms_{n}"]:.2f} ({r[f"policy_p99_ms_{n}"]:.2f})' for n in envs),
+            f'{r["peak_rss_gib"]:.2f}', f'{r["warmup_s"]:.0f}',
+        ]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    ratios = []
+    for r in rows:
+        if r['jit'] != 'on':
+            continue
+        for base in rows:
+            same = all(base[k] == r[k] for k in ('configs', 'obs', 'batch', 'precision'))
+            if same and base['jit'] == 'off':
+                ratios.append(
+                    f'{r["configs"]} ({r["precision"]}): XLA on runs at '
+                    f'{base["update_s"] / r["update_s"]:.2f}x the speed of XLA off'
+                )
+    return '\n'.join(lines + [''] + ratios)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as file:
+            cpu = next(line.split(':', 1)[1].strip() for line in file if 'model name' in line)
+    except (OSError, StopIteration):
+        pass
+    return {'cpu': cpu, 'cores': os.cpu_count(), 'python': platform.python_version(),
+            'time': time.strftime('%Y-%m-%d %H:%M:%S')}
+
+
+def _write_json(path, data):
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as file:
+        json.dump(data, file, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == '__main__':
