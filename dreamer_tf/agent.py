@@ -1,19 +1,28 @@
-"""Agent = world model + actor-critic: one compiled update and one policy step.
+"""Agent = world model + behaviour: one compiled update and one policy step.
 
-`train(batch)` runs the whole update (world model, imagination, actor,
-critic, slow critic) as a single `tf.function`, XLA-compiled when `jit` is
-on. `policy(obs, state)` filters the observation into the RSSM posterior
-and samples (or, for evaluation, takes the mode of) the actor, for a batch
-of environments at once.
+`behavior` selects how actions are chosen:
+- `actor_critic` (Dreamer, Dreaming): `train(batch)` runs the whole update
+    (world model, imagination, actor, critic, slow critic) as a single
+    `tf.function`; `policy(obs, state)` filters the observation into the RSSM
+    posterior and samples (or, for evaluation, takes the mode of) the actor.
+- `cem` (PlaNet): there is no actor or critic (`behavior` is None); the update
+    trains the world model only and the policy step plans with the
+    cross-entropy method from the posterior (dreamer_tf/planner.py).
+Both run for a batch of environments at once, XLA-compiled when `jit` is on.
 """
 
 import tensorflow as tf
 
 from dreamer_tf.behavior import ActorCritic
 from dreamer_tf.optim import Adam
+from dreamer_tf.planner import CEM
 from dreamer_tf.world_model import WorldModel
 
 PRECISIONS = {'32': tf.float32, '16': tf.float16, 'bf16': tf.bfloat16}
+BEHAVIORS = ('actor_critic', 'cem')
+# Fold-in constant deriving the observation preprocessing seed of a policy step,
+# so the other draws stay those of presets without preprocessing.
+PREPROCESS_STREAM = 1
 
 
 def has_gpu():
@@ -47,28 +56,42 @@ class Agent(tf.Module):
         self.precision = resolve_precision(config.precision)
         self.jit = resolve_jit(config.jit)
         dtype = PRECISIONS[self.precision]
+        if config.behavior not in BEHAVIORS:
+            raise ValueError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
+        if config.behavior == 'cem' and act_space.discrete:
+            raise ValueError(
+                'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '
+                'this environment has discrete actions'
+            )
         with self.name_scope:
             self.wm = WorldModel(obs_space, act_space, config, dtype)
-            self.behavior = ActorCritic(self.wm.rssm.feat_size, act_space, config, dtype)
             scale = self.precision == '16'
             self.model_opt = Adam(
                 self.wm.trainable_variables, **config.model_opt, loss_scale=scale, name='model_opt'
             )
-            self.actor_opt = Adam(
-                self.behavior.actor.trainable_variables,
-                **config.actor_opt,
-                loss_scale=scale,
-                name='actor_opt',
-            )
-            self.critic_opt = Adam(
-                self.behavior.critic.trainable_variables,
-                **config.critic_opt,
-                loss_scale=scale,
-                name='critic_opt',
-            )
             self.rng = tf.random.Generator.from_seed(config.seed)
+            if config.behavior == 'cem':
+                self.behavior, self.planner = None, CEM(act_space.n, **config.planner)
+            else:
+                self._build_actor_critic(dtype, scale)
         self._train = tf.function(self._train_step, jit_compile=self.jit)
         self._policy = tf.function(self._policy_step, jit_compile=self.jit)
+
+    def _build_actor_critic(self, dtype, scale):
+        config = self.config
+        self.behavior = ActorCritic(self.wm.rssm.feat_size, self.act_space, config, dtype)
+        self.actor_opt = Adam(
+            self.behavior.actor.trainable_variables,
+            **config.actor_opt,
+            loss_scale=scale,
+            name='actor_opt',
+        )
+        self.critic_opt = Adam(
+            self.behavior.critic.trainable_variables,
+            **config.critic_opt,
+            loss_scale=scale,
+            name='critic_opt',
+        )
 
     def train(self, data):
         """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
@@ -85,6 +108,8 @@ class Agent(tf.Module):
             model_loss, post, wm_metrics = self.wm.loss(data, seed_wm)
         metrics.update(wm_metrics)
         metrics.update(_prefix('model', self._minimize(self.model_opt, tape, model_loss)))
+        if self.behavior is None:
+            return metrics
 
         start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
         start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
@@ -115,13 +140,19 @@ class Agent(tf.Module):
     def _policy_step(self, obs, state, seed, explore):
         latent, prev_action = state
         seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        embed = self.wm.encoder(obs)
+        seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
+        embed = self.wm.encoder(self.wm.preprocess(obs, seed_pre, augment=False))
         latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, obs['is_first'], seed_obs)
         if not explore:
             # Evaluation acts deterministically: the posterior's mode and the actor's mode.
             latent = dict(latent, stoch=self.wm.rssm.latent_dist(latent).mode())
-        dist = self.behavior.actor(self.wm.rssm.feat(latent))
-        action = dist.sample(seed_act) if explore else dist.mode()
+        if self.behavior is None:
+            # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
+            reward = lambda feat: self.wm.reward(feat).mean()
+            action = self.planner(self.wm.rssm, reward, latent, seed_act)
+        else:
+            dist = self.behavior.actor(self.wm.rssm.feat(latent))
+            action = dist.sample(seed_act) if explore else dist.mode()
         if explore and self.config.run.expl_noise:
             action = self._explore(action, seed_noise)
         if not self.act_space.discrete:

@@ -1,8 +1,19 @@
 """World model: encoder + RSSM + decoder, reward and continuation heads, and its loss.
 
-Loss (one form covering the three papers):
+Loss (one form covering the papers):
     L = sum_k scale_k * E[-ln p(x_k | s_t)]            reconstruction, reward, continuation
         + dyn * clip(KL[sg(q) || p]) + rep * clip(KL[q || sg(p)])
+`representation` selects how the state learns about observations:
+- `reconstruction` (PlaNet, DreamerV1-V3): an observation decoder, -ln p(o_t | s_t);
+- `contrastive` (DreamingV1/V2): no decoder at all; its term is replaced by
+    Dreaming's InfoNCE terms `contrast_k`, k = 0..K steps ahead, on randomly
+    cropped images (dreamer_tf/contrastive.py derives them from the ELBO).
+PlaNet's 5-bit images (`image_bits`; google-research/planet
+`tools/preprocess.py`, `image_bits` 5 in `scripts/configs.py`): pixels are quantised to 2^bits levels and uniform noise of
+one level is added, x = (floor(o / 2^(8 - bits)) + u) / 2^bits - 0.5 with
+u ~ U(0, 1), for the encoder's input and the decoder's target alike, in training
+and when acting (the model then always sees the input distribution it was
+trained on). At 8 bits images pass through untouched.
 The two KL terms are:
 - DreamerV3 (eq. 5): dyn 0.5, rep 0.1, free bits 1 clipped per step
     (`free_avg: false`): max(1, KL) for each (batch, time) element.
@@ -18,7 +29,13 @@ The two KL terms are:
 import tensorflow as tf
 
 from dreamer_tf import heads
+from dreamer_tf.contrastive import Contrastive
 from dreamer_tf.rssm import RSSM
+
+REPRESENTATIONS = ('reconstruction', 'contrastive')
+# Fold-in constant deriving the augmentation seed from the update's seed, so the
+# RSSM's draws stay those of presets without augmentation.
+AUGMENT_STREAM = 1
 
 sg = tf.stop_gradient
 
@@ -42,15 +59,32 @@ class WorldModel(tf.Module):
         super().__init__(name=name)
         self.config = config
         self.dtype = compute_dtype
+        if config.representation not in REPRESENTATIONS:
+            raise ValueError(
+                f'representation must be one of {REPRESENTATIONS}, got {config.representation!r}'
+            )
+        if not 1 <= config.image_bits <= 8:
+            raise ValueError(f'image_bits must be in 1..8, got {config.image_bits}')
         with self.name_scope:
             self.encoder = heads.Encoder(obs_space, **config.encoder, compute_dtype=compute_dtype)
             self.rssm = RSSM(
                 act_space.n, self.encoder.out_size, **config.rssm, compute_dtype=compute_dtype
             )
             feat = self.rssm.feat_size
-            self.decoder = heads.Decoder(
-                obs_space, feat, **config.decoder, compute_dtype=compute_dtype
-            )
+            # Dreaming builds no decoder: none of its variables exist to train or save.
+            self.decoder, self.contrastive = None, None
+            if config.representation == 'reconstruction':
+                self.decoder = heads.Decoder(
+                    obs_space, feat, **config.decoder, compute_dtype=compute_dtype
+                )
+            else:
+                self.contrastive = Contrastive(
+                    feat,
+                    self.encoder.out_size,
+                    act_space.n,
+                    **config.contrastive,
+                    compute_dtype=compute_dtype,
+                )
             self.reward = heads.Head(
                 feat, **config.reward_head, compute_dtype=compute_dtype, name='reward'
             )
@@ -62,23 +96,62 @@ class WorldModel(tf.Module):
                 else None
             )
 
+    def preprocess(self, obs, seed, augment):
+        """Images as the encoder (and decoder) see them: quantised (`image_bits`) and,
+        with `augment` under the contrastive representation, randomly cropped.
+
+        obs: dict of [B, ...] or [B, T, ...] tensors. At 8 bits without augmentation
+        obs comes back unchanged; quantised images are float32 in [0, 255] units
+        (what heads.image_to_float expects); cropping keeps the dtype.
+        """
+        keys = self.encoder.cnn_keys
+        seed_noise, seed_crop = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.config.image_bits < 8:
+            obs = dict(obs)
+            for i, key in enumerate(keys):
+                obs[key] = quantise(
+                    obs[key], self.config.image_bits, tf.random.fold_in(seed_noise, i)
+                )
+        if augment and self.contrastive is not None:
+            obs = self.contrastive.augment(obs, keys, seed_crop)
+        return obs
+
     def loss(self, data, seed):
         """World-model loss on a batch of sequences. Returns (loss, post, metrics)."""
         cfg = self.config
-        embed = self.encoder(data)
+        obs = self.preprocess(data, tf.random.fold_in(seed, AUGMENT_STREAM), augment=True)
+        embed = self.encoder(obs)
         post, prior = self.rssm.observe(embed, data['action'], data['is_first'], seed)
         feat = self.rssm.feat(post)
-        losses = {}
-        targets = self.decoder.targets(data)
-        for key, dist in self.decoder(feat).items():
-            losses[f'recon_{key}'] = -tf.reduce_mean(dist.log_prob(targets[key]))
+        losses, metrics = {}, {}
+        if self.decoder is not None:
+            targets = self.decoder.targets(obs)
+            for key, dist in self.decoder(feat).items():
+                losses[f'recon_{key}'] = -tf.reduce_mean(dist.log_prob(targets[key]))
+        else:
+            contrast, metrics = self.contrastive.loss(feat, embed, data['action'], data['is_first'])
+            losses.update(contrast)
         losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(data['reward']))
         if self.cont is not None:
             cont = 1.0 - tf.cast(data['is_terminal'], tf.float32)
             losses['cont'] = -tf.reduce_mean(self.cont(feat).log_prob(cont))
-        kl, metrics = kl_loss(post, prior, self.rssm, **cfg.kl)
+        kl, kl_metrics = kl_loss(post, prior, self.rssm, **cfg.kl)
+        metrics.update(kl_metrics)
         scales = cfg.loss_scales
         total = kl + sum(scales[k.split('_')[0]] * v for k, v in losses.items())
         metrics.update({f'{k}_loss': v for k, v in losses.items()})
         metrics['model_loss'] = total
         return total, post, metrics
+
+
+def quantise(image, bits, seed):
+    """PlaNet's image preprocessing in heads.image_to_float's [0, 255] units.
+
+    floor(o / 2^(8 - bits)) + u, u ~ U(0, 1), is in units of one level; times
+    255 / 2^bits it maps through image_to_float (x / 255 - 0.5) to exactly
+    planet's (floor(o / 2^(8 - bits)) + u) / 2^bits - 0.5.
+    """
+    levels = 2.0**bits
+    level = tf.floor(tf.cast(image, tf.float32) / 2.0 ** (8 - bits))
+    noise = tf.random.stateless_uniform(tf.shape(level), seed)
+    return (level + noise) * (255.0 / levels)

@@ -1,0 +1,84 @@
+"""PlaNet's planner: the cross-entropy method (CEM) in the learned latent space.
+
+Hafner et al. 2019 (PlaNet), sec. 3 "Planning algorithm" and google-research/planet
+`control/planning.py`: from the current posterior state, for each environment,
+1. start from a belief over action sequences a_{t:t+H} ~ N(mean, std^2), mean 0, std 1;
+2. draw J candidate sequences, clip them to the action box [-1, 1];
+3. roll each out with the prior transition (sampled states, as PlaNet's RSSM
+   does without observations) and score it by the sum of predicted rewards
+   sum_{tau=t+1..t+H} E[r(s_tau)];
+4. refit mean and std to the K best candidates (std = sqrt(var + 1e-6), as the
+   PlaNet code) and repeat from 2 for I iterations;
+5. act the first action of the final mean (model-predictive control: the plan
+   is made again at every step).
+PlaNet: H 12, J 1000, I 10, K 100. The whole plan for a batch of N environments
+is one batched computation: the N * J candidate rollouts run as one batch of
+prior steps, so it sits inside the agent's single compiled policy step.
+Exploration noise (0.3 while collecting) is added by the agent, not here.
+"""
+
+import tensorflow as tf
+
+
+class CEM(tf.Module):
+    def __init__(self, act_dim, *, horizon, candidates, iterations, top, name='cem'):
+        super().__init__(name=name)
+        for key, value in (
+            ('horizon', horizon),
+            ('candidates', candidates),
+            ('iterations', iterations),
+            ('top', top),
+        ):
+            if value < 1:
+                raise ValueError(f'planner.{key} must be >= 1, got {value}')
+        if top > candidates:
+            raise ValueError(f'planner.top ({top}) cannot exceed planner.candidates ({candidates})')
+        self.act_dim = act_dim
+        self.horizon, self.candidates = horizon, candidates
+        self.iterations, self.top = iterations, top
+
+    def __call__(self, rssm, reward, start, seed):
+        """Plan from `start` (RSSM state dict of [N, ...]); returns actions [N, A].
+
+        `reward(feat)` maps model features [..., F] to predicted rewards [...].
+        """
+        mean, _ = self.plan(rssm, reward, start, seed)
+        return mean[:, 0]
+
+    def plan(self, rssm, reward, start, seed):
+        """The final belief (mean, std), each [N, H, A], over action sequences."""
+        envs = tf.shape(start['deter'])[0]
+        count, horizon = self.candidates, self.horizon
+        # Row n * J + j holds candidate j of env n, matching the reshape of actions below.
+        tiled = {k: tf.repeat(v, count, axis=0) for k, v in start.items()}
+        shape = [envs, horizon, self.act_dim]
+
+        def iteration(belief, step_seed):
+            mean, std = belief
+            seed_noise, seed_model = tf.unstack(
+                tf.random.experimental.stateless_split(step_seed, 2)
+            )
+            noise = tf.random.stateless_normal([envs, count, horizon, self.act_dim], seed_noise)
+            actions = tf.clip_by_value(mean[:, None] + std[:, None] * noise, -1.0, 1.0)
+            flat = tf.reshape(actions, [envs * count, horizon, self.act_dim])
+            returns = tf.reshape(self.returns(rssm, reward, tiled, flat, seed_model), [envs, count])
+            _, best = tf.math.top_k(returns, self.top, sorted=False)
+            elite = tf.gather(actions, best, batch_dims=1)
+            mean, variance = tf.nn.moments(elite, [1])
+            return mean, tf.sqrt(variance + 1e-6)
+
+        seeds = tf.random.experimental.stateless_split(seed, self.iterations)
+        belief = (tf.zeros(shape), tf.ones(shape))
+        means, stds = tf.scan(iteration, seeds, initializer=belief)
+        return means[-1], stds[-1]
+
+    def returns(self, rssm, reward, start, actions, seed):
+        """Sum of predicted rewards of the states reached by `actions` [M, H, A] from `start`."""
+        seeds = tf.random.experimental.stateless_split(seed, self.horizon)
+
+        def step(state, inputs):
+            action, step_seed = inputs
+            return rssm.img_step(state, action, step_seed)
+
+        states = tf.scan(step, (tf.transpose(actions, [1, 0, 2]), seeds), initializer=start)
+        return tf.reduce_sum(reward(rssm.feat(states)), 0)
