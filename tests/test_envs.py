@@ -373,3 +373,24 @@ def test_dmc_discount_zero_is_terminal(monkeypatch):
         env._env, 'step', lambda action: dm_env.termination(0.5, observation))
     out = env.step(np.zeros(1))
     assert out['is_last'] and out['is_terminal'] and out['reward'] == 0.5
+
+
+def test_render_worker_refuses_a_main_module_that_imports_tensorflow(tmp_path):
+    # A spawned worker re-imports the main module; a top-level TensorFlow import
+    # there would crash MuJoCo's GL in the worker, so it reports an error instead.
+    script = tmp_path / 'main.py'
+    script.write_text(
+        'import sys, types\n'
+        "sys.modules['tensorflow'] = types.ModuleType('tensorflow')  # as `import tensorflow`\n"
+        'from dreamer_tf.envs.process import ProcessEnv\n'
+        "if __name__ == '__main__':\n"
+        "    env = ProcessEnv(task='dmc_cartpole_balance', obs='vision')\n"
+        '    try:\n'
+        '        env.obs_space\n'
+        '    except RuntimeError as error:\n'
+        '        print(error)\n'
+        '    env.close()\n')
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+        check=True, cwd=pathlib.Path(__file__).parents[1])
+    assert 'Import TensorFlow' in result.stdout and 'main.py' in result.stdout

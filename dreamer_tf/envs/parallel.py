@@ -111,9 +111,9 @@ def main(argv=None):
     parser.add_argument('--envs', type=int, nargs='+', default=[1, 2, 4])
     parser.add_argument('--steps', type=int, default=2000, help='agent steps per measurement')
     parser.add_argument('--action_repeat', type=int, default=1)
-    parser.add_argument('--obs', default='proprio')
+    parser.add_argument('--obs', default='proprio', help='gym, dmc: proprio | vision')
     args = parser.parse_args(argv)
-    print(f'{args.task} ({args.obs}, action repeat {args.action_repeat})')
+    print(f'{args.task}, obs {args.obs}, action repeat {args.action_repeat}')
     for count in args.envs:
         rate = throughput(count, args.steps, task=args.task, obs=args.obs,
                           action_repeat=args.action_repeat)

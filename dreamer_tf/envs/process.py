@@ -6,10 +6,16 @@ process that has loaded TensorFlow segfaults (checked with TF 2.21, mujoco
 3.17, Mesa 22). A worker started with the 'spawn' method holds the
 environment and renders safely, and it also moves stepping off the
 learner's cores.
+
+A spawned worker re-imports the program's main module, so a script that
+starts workers must import TensorFlow inside a function (as scripts/train.py
+does), not at the top: otherwise every worker loads TensorFlow too, and a
+rendering one crashes. Such a worker reports this as an error instead.
 """
 
 import multiprocessing
 import os
+import sys
 import traceback
 
 # The backend workers render with: the user's MUJOCO_GL, else EGL. Read at
@@ -31,6 +37,15 @@ def _work(pipe, make_args, gl_backend):
     os.environ['MUJOCO_GL'] = gl_backend
     from dreamer_tf.envs import make_env
 
+    rendered = str(make_args.get('task')).startswith('dmc_') and make_args.get('obs') == 'vision'
+    if rendered and 'tensorflow' in sys.modules:
+        # Creating the GL context would segfault without a word.
+        pipe.send(('error', (
+            'the worker imported TensorFlow while re-importing the main module '
+            f'{sys.modules["__main__"].__file__!r}; MuJoCo cannot render in a process with '
+            'TensorFlow. Import TensorFlow (and modules that import it) inside a function '
+            'of the main module, not at its top.')))
+        return
     try:
         env = make_env(**make_args)
         pipe.send(('ok', (env.obs_space, env.act_space)))
