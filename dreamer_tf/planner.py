@@ -47,7 +47,8 @@ class CEM(tf.Module):
 
     def plan(self, rssm, reward, start, seed):
         """The final belief (mean, std), each [N, H, A], over action sequences."""
-        envs = tf.shape(start['deter'])[0]
+        # The static batch size where known keeps the scan's belief shapes fixed.
+        envs = start['deter'].shape[0] or tf.shape(start['deter'])[0]
         count, horizon = self.candidates, self.horizon
         # Row n * J + j holds candidate j of env n, matching the reshape of actions below.
         tiled = {k: tf.repeat(v, count, axis=0) for k, v in start.items()}

@@ -224,3 +224,48 @@ def test_bad_representation_and_contrastive_settings_are_named():
     config = load_config(['dreamingv1', 'debug'], {'contrastive.crop_pad': -2})
     with pytest.raises(ValueError, match='crop_pad'):
         Agent(IMAGE, ActSpace(False, 2), config)
+
+
+# The training loop end to end on rendered dm_control with the tiny `debug` networks:
+# train, checkpoint, resume with a larger budget, restore and evaluate.
+@pytest.mark.slow
+@pytest.mark.parametrize('preset', ['dreamingv1', 'dreamingv2', 'planet'])
+def test_preset_trains_resumes_and_evaluates_on_dmc_vision(tmp_path, preset):
+    from dreamer_tf.run.loop import evaluate, load_run, train
+
+    blocks = [preset, 'dmc_vision', 'debug']
+    overrides = {
+        'task': 'dmc_cartpole_balance',
+        'logdir': str(tmp_path),
+        'env.time_limit': 100,
+        'run.steps': 300,
+        'run.prefill': 100,
+        'run.train_ratio': 0.0,
+        'run.train_every': 10,
+        'run.train_steps': 1,
+        'run.eval_every': 200,
+        'run.log_every': 100,
+    }
+    _, counters = train(load_config(blocks, overrides))
+    assert counters.env_steps.numpy() >= 300 and counters.updates.numpy() > 0
+    _, resumed = train(load_config(blocks, {**overrides, 'run.steps': 400}))
+    assert resumed.env_steps.numpy() >= 400 and resumed.updates.numpy() > counters.updates.numpy()
+    agent, _, envs, path = load_run(tmp_path, envs=2)
+    try:
+        results = evaluate(agent, envs, 2)
+    finally:
+        envs.close()
+    assert path.endswith('ckpt-2') and [r['length'] for r in results] == [100, 100]
+
+
+@pytest.mark.parametrize('suite', ['dmc_vision', 'dmc_proprio', 'atari', 'minatar'])
+@pytest.mark.parametrize(
+    'dreaming,dreamer', [('dreamingv1', 'dreamerv1'), ('dreamingv2', 'dreamerv2')]
+)
+def test_dreaming_differs_from_its_dreamer_only_in_the_representation(suite, dreaming, dreamer):
+    # Every setting, suite-specific blocks included, comes from the Dreamer preset, so a
+    # comparison of the two isolates the contrastive objective.
+    ours = load_config([dreaming, suite]).flat()
+    theirs = load_config([dreamer, suite]).flat()
+    differ = {key for key in ours if ours[key] != theirs[key]}
+    assert differ == {'algo', 'representation'}
