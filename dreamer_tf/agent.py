@@ -113,14 +113,17 @@ class Agent(tf.Module):
 
         start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
         start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
-        with tf.GradientTape(persistent=True) as tape:
-            actor_loss, critic_loss, behavior_metrics = self.behavior.losses(
-                self.wm, start, start_cont, seed_imag
-            )
+        # The critic's tape opens after the imagination: see ActorCritic.losses.
+        with tf.GradientTape() as actor_tape:
+            traj = self.behavior.imagine(self.wm, start, start_cont, seed_imag)
+            with tf.GradientTape() as critic_tape:
+                critic_raw = self.behavior.critic.raw(traj['feat'])
+                actor_loss, critic_loss, behavior_metrics = self.behavior.losses(traj, critic_raw)
         metrics.update(behavior_metrics)
-        metrics.update(_prefix('actor', self._minimize(self.actor_opt, tape, actor_loss)))
-        metrics.update(_prefix('critic', self._minimize(self.critic_opt, tape, critic_loss)))
-        del tape
+        metrics.update(_prefix('actor', self._minimize(self.actor_opt, actor_tape, actor_loss)))
+        metrics.update(
+            _prefix('critic', self._minimize(self.critic_opt, critic_tape, critic_loss))
+        )
         self.behavior.update_slow_critic()
         return metrics
 

@@ -40,12 +40,14 @@ def lambda_return(reward, value, discount, lam):
     Returns R_0..R_{H-1} as [H, ...] (see the module docstring).
     """
     inputs = reward + discount * (1 - lam) * value[1:]
-    return tf.scan(
-        lambda acc, x: x[0] + x[1] * lam * acc,
-        (inputs, discount),
-        initializer=value[-1],
-        reverse=True,
-    )
+    # Unrolled over the (static, short) horizon rather than a tf.scan: a loop
+    # recorded by two gradient tapes (actor and critic) gets wrapped by TF in
+    # forward/backward functions that zero-fill every unused accumulator.
+    returns, acc = [], value[-1]
+    for x, d in zip(tf.unstack(inputs)[::-1], tf.unstack(discount)[::-1]):
+        acc = x + d * lam * acc
+        returns.append(acc)
+    return tf.stack(returns[::-1])
 
 
 def quantile(x, q):
@@ -161,31 +163,50 @@ class ActorCritic(tf.Module):
         raw = self.actor.raw(feat)
         return self.actor.dist_from(raw).sample(seed), raw
 
-    def losses(self, wm, start, start_cont, seed):
-        """Imagine from `start`; returns (actor_loss, critic_loss, metrics).
-
-        Must run under one tape watching the actor's and the critic's
-        variables. With dynamics backpropagation the actor's gradient flows
-        through imagined states and actions. The critic's forward pass on the
-        imagined states is shared by both losses: the actor's returns
-        differentiate it with respect to the states, the critic loss with
-        respect to the critic's weights (the states do not depend on those, so
-        this is the gradient of the loss on stop-gradient states).
-        """
+    def imagine(self, wm, start, start_cont, seed):
+        """Imagined trajectories from `start` under the actor, with their rewards,
+        discounts and loss weights: a dict of [H(+1), N, ...] tensors."""
         cfg = self.config
         states, actions, actor_raw = wm.rssm.imagine(
             self._imagine_policy, start, cfg.imag.horizon, seed, self.actor.raw_size
         )
         feat = wm.rssm.feat(states)
-        reward = wm.reward(feat[1:]).mean()
+        # Heads run on all H+1 states and their outputs are sliced: the gradient
+        # of slicing the wide feature tensor itself costs a full-size copy.
+        reward = wm.reward(feat).mean()[1:]
         if wm.cont is not None:
-            cont_dist = wm.cont(feat[1:])
-            cont = cont_dist.mode() if cfg.imag.cont == 'mode' else cont_dist.mean()
+            cont_dist = wm.cont(feat)
+            cont = (cont_dist.mode() if cfg.imag.cont == 'mode' else cont_dist.mean())[1:]
         else:
             cont = tf.ones_like(reward)
         discount = cfg.imag.discount * cont
         weight = sg(tf.math.cumprod(tf.concat([start_cont[None], discount[:-1]], 0), 0))
-        critic_raw = self.critic.raw(feat)
+        return {
+            'feat': feat,
+            'actions': actions,
+            'actor_raw': actor_raw,
+            'reward': reward,
+            'discount': discount,
+            'weight': weight,
+        }
+
+    def losses(self, traj, critic_raw):
+        """Actor and critic losses on an imagined trajectory; returns (actor, critic, metrics).
+
+        `critic_raw` is the critic's output on `traj['feat']`, one forward pass
+        that both losses share. The caller computes it under two tapes: the
+        actor's, which has recorded the imagination (with dynamics
+        backpropagation the actor's gradient flows through the values, the
+        imagined states and actions), and the critic's, opened only around the
+        critic's forward pass and these losses, so that the imagination scan
+        is recorded by one tape (a loop recorded by two tapes makes TF wrap
+        it in forward/backward functions that zero-fill every unused
+        accumulator). The states do not depend on the critic's weights, so its
+        gradient equals that of the loss on stop-gradient states.
+        """
+        cfg = self.config
+        feat, actions, reward = traj['feat'], traj['actions'], traj['reward']
+        discount, weight = traj['discount'], traj['weight']
         if cfg.critic.slow_returns:
             value = self.slow_critic(feat).mean()
         else:
@@ -194,7 +215,7 @@ class ActorCritic(tf.Module):
         baseline = value[:-1]
         scale = self.retnorm(returns) if self.retnorm is not None else tf.constant(1.0)
         # The actor's distributions at s_0..s_{H-1}, kept by the imagination scan.
-        policy = self.actor.dist_from(actor_raw)
+        policy = self.actor.dist_from(traj['actor_raw'])
         metrics = {}
         if self.grad == 'dynamics':
             adv = returns - baseline if cfg.actor.backprop_baseline else returns

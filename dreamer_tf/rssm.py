@@ -173,15 +173,19 @@ class RSSM(tf.Module):
         imagined states back through actions into the policy (dynamics
         backpropagation). Returns (states dict of [H+1, N, ...] including the
         start, actions [H, N, A] and aux [H, N, aux_size], where actions[t] is
-        taken in states[t]).
+        taken in states[t]). States hold `deter` and `stoch` only: the prior's
+        parameters are not kept, which saves writing (and zero-filling the
+        gradient of) a [H, N, stoch, classes] tensor no loss reads.
         """
         seeds = tf.random.experimental.stateless_split(seed, horizon)
+        start = {'deter': start['deter'], 'stoch': start['stoch']}
 
         def step(carry, step_seed):
             state = carry[0]
             seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
             action, aux = policy(sg(self.feat(state)), seed_act)
-            return self.img_step(state, action, seed_img), action, aux
+            new = self.img_step(state, action, seed_img)
+            return {'deter': new['deter'], 'stoch': new['stoch']}, action, aux
 
         rows = tf.shape(start['deter'])[0]
         initializer = (start, tf.zeros((rows, self.act_dim)), tf.zeros((rows, aux_size)))
