@@ -255,3 +255,9 @@ def test_write_video_is_atomic_and_checks_its_input(tmp_path):
     channels[0, 0, 0, 1] = 255
     rgb = to_rgb(channels)
     assert rgb.shape == (1, 2, 2, 3) and rgb[0, 0, 0].max() > 0 and rgb[0, 1, 1].max() == 0
+
+
+def test_videos_need_an_image_observation(tmp_path):
+    config = tiny_config(tmp_path, **{'run.video_every': 100})
+    with pytest.raises(ValueError, match='image observation'):
+        train(config)

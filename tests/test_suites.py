@@ -1,5 +1,7 @@
 """Atari, MinAtar and Crafter with the presets' preprocessing, and envs stepped in lockstep."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -295,6 +297,18 @@ def test_batch_env_rejects_mixed_spaces_and_reports_worker_errors():
         batch.close()
 
 
-def test_throughput_counts_env_steps():
-    rate = throughput(2, 200, task='atari_pong', action_repeat=4)
-    assert rate > 100
+def test_throughput_counts_env_steps_and_policy_time():
+    calls = []
+
+    def slow_policy(envs):
+        def act(obs):
+            calls.append(len(obs))
+            time.sleep(0.01)
+            return [0] * len(obs)
+
+        return act
+
+    rate, acting = throughput(2, 40, policy=slow_policy, task='atari_pong', action_repeat=4)
+    # One warm-up call, then 20 lockstep steps of 2 envs: 160 env steps at most ~100/s.
+    assert calls == [2] * 21 and acting == pytest.approx(0.01, rel=0.5)
+    assert 0 < rate < 2 * 4 / 0.01

@@ -87,10 +87,14 @@ def env_args(config, seed, mode='train'):
     )
 
 
-def env_from_config(config, seed, mode='train'):
-    env = config.env
+def check_process(env):
     if env.process not in ('auto', 'on', 'off'):
         raise ValueError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
+
+
+def env_from_config(config, seed, mode='train'):
+    env = config.env
+    check_process(env)
     rendered = config.task.startswith('dmc_') and env.obs == 'vision'
     args = env_args(config, seed, mode)
     if env.process == 'on' or (env.process == 'auto' and rendered):
@@ -106,6 +110,7 @@ def envs_from_config(config, count, seed, mode='train'):
     """
     if count < 1:
         raise ValueError(f'env.envs must be >= 1, got {count}')
+    check_process(config.env)
     if count == 1 or config.env.process == 'off':
         return BatchEnv([env_from_config(config, seed + i, mode) for i in range(count)])
     args = env_args(config, seed, mode)
@@ -244,6 +249,12 @@ def train(config: Config):
     rng = np.random.default_rng(config.seed)
     run = config.run
     envs = envs_from_config(config, config.env.envs, config.seed)
+    if run.video_every:
+        try:
+            image_key(envs.obs_space)  # fail now, not at the first video, without an image
+        except ValueError:
+            envs.close()
+            raise
     eval_envs = envs_from_config(
         config, min(config.env.envs, run.eval_episodes), config.seed + 10_000, mode='eval'
     )
