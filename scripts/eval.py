@@ -4,7 +4,8 @@ Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
 episodes with the deterministic policy (or --explore to sample), and prints
 mean ± std of the returns. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
-(.gif, or .mp4 with imageio-ffmpeg). --json writes every episode's result.
+(.gif, or .mp4 with imageio-ffmpeg; checked before playing). --json writes
+every episode's result.
 """
 
 import argparse
@@ -36,6 +37,16 @@ def parse(argv):
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.envs < 1:
         parser.error('--episodes and --envs must be >= 1')
+    if not 0 < args.dream_context < args.dream_length:
+        parser.error('need 0 < --dream_context < --dream_length')
+    from dreamer_tf.run.video import check_video_path
+
+    for path in (args.video, args.dream):
+        if path:
+            try:
+                check_video_path(path)
+            except (ValueError, RuntimeError) as error:
+                parser.error(str(error))
     return args
 
 

@@ -239,7 +239,7 @@ def test_preset_short_run_train_resume_eval(tmp_path, name):
     assert all(0 < r['length'] <= config.env.time_limit for r in results)
 
 
-def test_write_video_is_atomic_and_checks_its_input(tmp_path):
+def test_write_video_is_atomic_and_checks_its_input(tmp_path, monkeypatch):
     frames = np.zeros((4, 8, 8, 1), np.uint8)
     frames[:, :, :4] = np.arange(4)[:, None, None, None] * 60
     path = write_video(frames, tmp_path / 'sub' / 'grey.gif')
@@ -247,6 +247,9 @@ def test_write_video_is_atomic_and_checks_its_input(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ['grey.gif']
     with pytest.raises(ValueError, match='.gif or .mp4'):
         write_video(frames, tmp_path / 'clip.avi')
+    monkeypatch.setitem(sys.modules, 'imageio_ffmpeg', None)  # as if not installed
+    with pytest.raises(RuntimeError, match='pip install imageio-ffmpeg'):
+        write_video(frames, tmp_path / 'clip.mp4')
     with pytest.raises(ValueError, match=r'\[T, H, W, C\]'):
         write_video(frames[:0], tmp_path / 'empty.gif')
     assert not (tmp_path / 'empty.gif').exists()

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 FORMATS = ('.gif', '.mp4')
 
@@ -43,12 +42,20 @@ def to_rgb(frames):
     return np.clip(weights @ palette, 0, 255).astype(np.uint8)
 
 
+def check_video_path(path):
+    """Raises unless ``path`` names a format that can be written here; returns its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f'video path must end in {" or ".join(FORMATS)}, got {Path(path).name!r}.')
+    if suffix == '.mp4':
+        _require_mp4()
+    return suffix
+
+
 def write_video(frames, path, fps=15):
     """Writes [T, H, W, C] uint8 frames to ``path`` (.gif or .mp4) atomically."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(f'video path must end in {" or ".join(FORMATS)}, got {path.name!r}.')
+    suffix = check_video_path(path)
     frames = to_rgb(frames)
     if frames.ndim != 4 or not len(frames):
         raise ValueError(f'expected frames shaped [T, H, W, C] with T > 0, got {frames.shape}.')
@@ -80,17 +87,21 @@ def _write_gif(frames, path, fps):
     )
 
 
-def _write_mp4(frames, path, fps):
+def _require_mp4():
     try:
-        import imageio.v2 as imageio
-
-        writer = imageio.get_writer(path, format='FFMPEG', fps=fps, macro_block_size=1)
-    except (ImportError, ValueError, RuntimeError) as error:
+        import imageio  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio's plugin runs)
+    except ImportError as error:
         raise RuntimeError(
-            f'writing MP4 needs imageio with its ffmpeg plugin (pip install imageio-ffmpeg): '
+            f'writing MP4 needs imageio and imageio-ffmpeg (pip install imageio-ffmpeg): '
             f'{error}. Use a .gif path instead.'
         ) from None
-    with writer:
+
+
+def _write_mp4(frames, path, fps):
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(path, format='FFMPEG', fps=fps, macro_block_size=1) as writer:
         for frame in frames:
             writer.append_data(frame)
 
@@ -107,6 +118,8 @@ def dream_frames(agent, episode, context=5, length=50, seed=0):
     Returns [length, H, 3W, C] uint8 frames; the first `context` predictions
     are reconstructions of observed frames.
     """
+    import tensorflow as tf
+
     wm = agent.wm
     key = image_key(agent.obs_space)
     length = min(length, len(episode['is_first']))
