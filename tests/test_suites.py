@@ -218,12 +218,15 @@ def test_crafter_preset_images_actions_and_achievements():
     assert len(names) == 22 and all(first[k] == 0 for k in names)
     assert first['is_first'] and first['image'].shape == (64, 64, 3)
     rng = np.random.default_rng(0)
-    for _ in range(300):
+    for steps in range(1, 301):
         out = env.step(int(rng.integers(17)))
+        assert out['image'].dtype == np.uint8 and not out['is_first']
         if out['is_last']:
             break
-    assert set(names) <= set(out) and set(float(out[k]) for k in names) <= {0.0, 1.0}
+    assert env._env._step == steps  # one game step per env step: no action repeat
+    assert set(names) <= set(out) and {float(out[k]) for k in names} <= {0.0, 1.0}
     assert sum(out[k] for k in names) > 0  # random play unlocks e.g. wake_up or collect_sapling
+    assert env.reset()['is_first'] and env._env._step == 0
 
 
 def test_crafter_noreward_hides_rewards_except_in_eval():
