@@ -7,14 +7,15 @@ command line. Every value is checked against the type of its default.
 """
 
 import difflib
-import os
+import io
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from dreamer_tf.fileio import write_atomic
 
 __all__ = ['Config', 'ConfigError', 'load_config', 'parse_args']
 
@@ -128,19 +129,9 @@ class Config(Mapping):
 
     def save(self, path):
         """Write the config as YAML, atomically replacing any existing file."""
-        path = Path(path)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        try:
-            # mkstemp creates the file private to its owner; configs are not secret.
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, 'w') as file:
-                _yaml().dump(self.to_dict(), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        text = io.StringIO()
+        _yaml().dump(self.to_dict(), text)
+        write_atomic(path, text.getvalue())
 
 
 def load_config(names, overrides=(), path=None):

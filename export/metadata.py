@@ -106,26 +106,6 @@ def initial_state(meta, batch_size):
     }
 
 
-def write_json(path, data):
-    """Writes JSON through a temporary file and a rename, so readers never see half a file."""
-    write_bytes(path, (json.dumps(data, indent=1) + '\n').encode())
-
-
-def write_bytes(path, data):
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes the file private; models are not secret
-        with os.fdopen(fd, 'wb') as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def temp_dir_beside(path):
     """A fresh folder next to `path` (same file system, so `replace_dir` can rename it)."""
     path = Path(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from dreamer_tf.fileio import write_atomic, write_json
 from export import metadata
 
 # Opset 17 is the newest that both tf2onnx 1.17 (up to 18) and common edge
@@ -53,7 +54,7 @@ def write_onnx(policy, path, info, opset=DEFAULT_OPSET):
     names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
     if names != (policy.input_names, list(metadata.STEP_OUTPUTS)):
         raise RuntimeError(f'tf2onnx renamed the step inputs/outputs: got {names}')
-    metadata.write_bytes(path, model.SerializeToString())
+    write_atomic(path, model.SerializeToString())
     return _finish(path, policy, info, {'format': 'onnx', 'variant': 'float32', 'opset': opset})
 
 
@@ -76,7 +77,7 @@ def write_tflite(policy, path, info, variant='float32', saved_model=None):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == 'float16':
         converter.target_spec.supported_types = [tf.float16]
-    metadata.write_bytes(path, converter.convert())
+    write_atomic(path, converter.convert())
     return _finish(path, policy, info, {'format': 'tflite', 'variant': variant})
 
 
@@ -124,7 +125,7 @@ def _finish(path, policy, info, fields):
         'file': Path(path).name,
     }
     metadata.check(meta, f'metadata of {path}')
-    metadata.write_json(metadata.metadata_path(path), meta)
+    write_json(metadata.metadata_path(path), meta)
     return meta
 
 

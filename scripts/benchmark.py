@@ -26,6 +26,8 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from dreamer_tf.fileio import write_json  # noqa: E402
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +81,7 @@ def main():
     print()
     print(table(rows, args.envs))
     if args.json:
-        _write_json(args.json, {'machine': machine(), 'matmul_peak_flops': peaks, 'rows': rows})
+        write_json(args.json, {'machine': machine(), 'matmul_peak_flops': peaks, 'rows': rows})
 
 
 def measure_row(spec):
@@ -197,13 +199,6 @@ def machine():
         pass
     return {'cpu': cpu, 'cores': os.cpu_count(), 'python': platform.python_version(),
             'time': time.strftime('%Y-%m-%d %H:%M:%S')}
-
-
-def _write_json(path, data):
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as file:
-        json.dump(data, file, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == '__main__':

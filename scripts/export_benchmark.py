@@ -36,7 +36,7 @@ def main(argv=None):
     if not paths:
         sys.exit(f'no exported models in {args.folder} (run scripts/export.py first)')
     from export.benchmark import benchmark, set_tf_threads
-    from export.metadata import write_json
+    from dreamer_tf.fileio import write_json
 
     set_tf_threads(args.threads)
     rows = benchmark(paths, args.steps, args.warmup, args.threads)

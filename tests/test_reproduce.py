@@ -14,11 +14,11 @@ import pytest
 
 from dreamer_tf import reference
 from dreamer_tf.config import load_config
+from dreamer_tf.fileio import read_jsonl
 from dreamer_tf.reproduce import launch, protocol, report, scores
 from dreamer_tf.reproduce.runs import (
     CHECKPOINT_EVALS,
     find_runs,
-    read_jsonl,
     read_run,
     record_checkpoint_eval,
 )

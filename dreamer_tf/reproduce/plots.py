@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dreamer_tf.reproduce.runs import write_atomic
+from dreamer_tf.fileio import write_atomic
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 from dreamer_tf.config import ConfigError
 from dreamer_tf.reference import FINAL
 from dreamer_tf.reproduce import plots, protocol, scores
-from dreamer_tf.reproduce.runs import write_atomic
+from dreamer_tf.fileio import write_atomic
 
 
 @dataclass

@@ -8,8 +8,6 @@ and stats.jsonl (Crafter's per-episode achievement records).
 """
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from dreamer_tf.config import Config
+from dreamer_tf.fileio import read_jsonl, write_atomic
 
 CHECKPOINT_EVALS = 'checkpoint_evals.jsonl'
 CRAFTER_STATS = 'stats.jsonl'
@@ -68,22 +67,6 @@ class Run:
                 return item
         before = [item for item in self.evals if item.step <= checkpoint]
         return before[-1] if before else None
-
-
-def read_jsonl(path):
-    """The records of a JSON-lines file, skipping lines cut short by a hard kill."""
-    records = []
-    if not Path(path).exists():
-        return records
-    with open(path) as file:
-        for line in file:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
 
 
 def read_run(path):
@@ -155,22 +138,3 @@ def record_checkpoint_eval(run_dir, step, returns, checkpoint=None):
     })
     records.sort(key=lambda r: r['step'])
     write_atomic(path, ''.join(json.dumps(r) + '\n' for r in records))
-
-
-def write_atomic(path, data):
-    """Write text or bytes to `path` through a temporary file and a rename, so that a
-    reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        # mkstemp makes the file private to its owner; reports are not secret.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, 'wb' if isinstance(data, bytes) else 'w') as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -31,7 +31,7 @@ class Mean:
 class Logger:
     """Appends one JSON line per write (metrics.jsonl) and mirrors it to TensorBoard.
 
-    A line cut short by a hard kill is skipped by `read_metrics`.
+    A line cut short by a hard kill is skipped by `dreamer_tf.fileio.read_jsonl`.
     """
 
     def __init__(self, logdir):
@@ -62,19 +62,3 @@ def _finite(value):
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-def read_metrics(logdir):
-    """All records of a run's metrics.jsonl, skipping a torn last line."""
-    records = []
-    path = Path(logdir) / 'metrics.jsonl'
-    if not path.exists():
-        return records
-    with open(path) as file:
-        for line in file:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
