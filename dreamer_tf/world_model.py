@@ -54,6 +54,11 @@ def kl_loss(post, prior, rssm, *, dyn, rep, free, free_avg):
     return loss, {'kl': tf.reduce_mean(dyn_kl), 'dyn_loss': dyn_loss, 'rep_loss': rep_loss}
 
 
+# The reward head's target (danijar/dreamerv2 `clip_rewards`: tanh for Atari). The
+# agent then imagines and learns from transformed rewards; logged returns stay raw.
+REWARD_TRANSFORMS = {'identity': tf.identity, 'tanh': tf.tanh, 'sign': tf.sign}
+
+
 class WorldModel(tf.Module):
     def __init__(self, obs_space, act_space, config, compute_dtype=tf.float32, name='world_model'):
         super().__init__(name=name)
@@ -65,6 +70,11 @@ class WorldModel(tf.Module):
             )
         if not 1 <= config.image_bits <= 8:
             raise ValueError(f'image_bits must be in 1..8, got {config.image_bits}')
+        if config.reward_transform not in REWARD_TRANSFORMS:
+            raise ValueError(
+                f'reward_transform must be one of {sorted(REWARD_TRANSFORMS)}, '
+                f'got {config.reward_transform!r}'
+            )
         with self.name_scope:
             self.encoder = heads.Encoder(obs_space, **config.encoder, compute_dtype=compute_dtype)
             self.rssm = RSSM(
@@ -131,7 +141,8 @@ class WorldModel(tf.Module):
         else:
             contrast, metrics = self.contrastive.loss(feat, embed, data['action'], data['is_first'])
             losses.update(contrast)
-        losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(data['reward']))
+        reward = REWARD_TRANSFORMS[cfg.reward_transform](tf.cast(data['reward'], tf.float32))
+        losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(reward))
         if self.cont is not None:
             cont = 1.0 - tf.cast(data['is_terminal'], tf.float32)
             losses['cont'] = -tf.reduce_mean(self.cont(feat).log_prob(cont))

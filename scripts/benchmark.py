@@ -99,6 +99,7 @@ def measure_row(spec):
     obs_space = benchmark.parse_obs(spec['obs'])
     act_space = ActSpace(bool(spec['discrete']), spec['discrete'] or spec['act'])
     agent, batch = benchmark.build(config, obs_space, act_space)
+    load_before = os.getloadavg()[0]
     timing = benchmark.time_update(agent, batch, spec['repeats'])
     flops = benchmark.graph_flops(agent._train, batch, agent.rng.make_seeds(1)[:, 0])
     wait = benchmark.input_wait(agent, obs_space, act_space, config.run)
@@ -109,6 +110,8 @@ def measure_row(spec):
         'batch': f'{config.run.batch_size}x{config.run.batch_length}',
         'precision': spec['precision'],
         'jit': spec['jit'],
+        # Load average around the timing: other processes sharing the CPU slow it.
+        'load_avg': [load_before, os.getloadavg()[0]],
         'update_s': timing['median_s'],
         'update_times_s': timing['times_s'],
         'warmup_s': timing['warmup_s'],
@@ -161,7 +164,7 @@ def table(rows, envs):
     head = [
         'preset', 'obs', 'batch', 'precision', 'XLA', 's/update', 'updates/s', 'replayed steps/s',
         'GFLOP', 'GFLOP/s', 'roofline s', 'of roofline', 'input wait ms', 'replay B/step',
-        *(f'policy ms N={n} (p99)' for n in envs), 'peak RSS GiB', 'warm-up s',
+        *(f'policy ms N={n} (p99)' for n in envs), 'peak RSS GiB', 'warm-up s', 'load avg',
     ]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
@@ -174,6 +177,7 @@ def table(rows, envs):
             f'{r["replay_bytes_per_step"]:.0f}',
             *(f'{r[f"policy_ms_{n}"]:.2f} ({r[f"policy_p99_ms_{n}"]:.2f})' for n in envs),
             f'{r["peak_rss_gib"]:.2f}', f'{r["warmup_s"]:.0f}',
+            '{:.1f}-{:.1f}'.format(*r['load_avg']),
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     ratios = []

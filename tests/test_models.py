@@ -203,3 +203,23 @@ def test_bf16_update_matches_float32():
         np.testing.assert_allclose(
             results['bf16'][key], results['32'][key], rtol=5e-2, atol=1e-4, err_msg=key
         )
+
+
+def test_reward_transform_is_the_reward_heads_target():
+    # DreamerV2's Atari `clip_rewards: tanh`: training on raw rewards with the tanh
+    # transform equals training on tanh-transformed rewards without it.
+    obs_space, act_space = {'vector': Space((4,), np.float32)}, ActSpace(True, 2)
+    batch = dict(synthetic_batch(obs_space, act_space, 2, 8))
+    batch['reward'] = 5.0 * batch['reward']
+    squashed = dict(batch, reward=tf.tanh(batch['reward']))
+    losses = {}
+    for transform, data in (('tanh', batch), ('identity', squashed), ('raw', batch)):
+        tf.random.set_seed(0)
+        name = 'identity' if transform == 'raw' else transform
+        config = load_config(['dreamerv2', 'debug'], {'reward_transform': name})
+        wm = Agent(obs_space, act_space, config).wm
+        losses[transform] = float(wm.loss(data, SEED)[2]['reward_loss'])
+    assert losses['tanh'] == pytest.approx(losses['identity'], rel=1e-6)
+    assert abs(losses['raw'] - losses['tanh']) > 1e-3
+    with pytest.raises(ValueError, match='reward_transform'):
+        Agent(obs_space, act_space, load_config(['dreamerv2', 'debug'], {'reward_transform': 'x'}))
