@@ -75,7 +75,7 @@ class Agent(tf.Module):
             else:
                 self._build_actor_critic(dtype, scale)
         self._train = tf.function(self._train_step, jit_compile=self.jit)
-        self._policy = tf.function(self._policy_step, jit_compile=self.jit)
+        self._policy = tf.function(self.policy_step, jit_compile=self.jit)
 
     def _build_actor_critic(self, dtype, scale):
         config = self.config
@@ -140,7 +140,9 @@ class Agent(tf.Module):
         }
         return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore)
 
-    def _policy_step(self, obs, state, seed, explore):
+    def policy_step(self, obs, state, seed, explore):
+        """The policy step `policy` compiles, with an explicit seed: also traced by
+        the exporter (export/policy.py), so exported and evaluated policies agree."""
         latent, prev_action = state
         seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)

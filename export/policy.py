@@ -8,7 +8,7 @@ and the optimisers stay behind) and two `tf.function`s with flat, named inputs:
         -> {action, next_deter, next_stoch}
     initial_state(batch_size) -> {deter, stoch, prev_action}
 
-Deterministic mode runs `Agent._policy_step(..., explore=False)` itself: the
+Deterministic mode runs `Agent.policy_step(..., explore=False)` itself: the
 posterior's mode (mean for a Gaussian latent, arg-max one-hot for a categorical
 one) and the actor's mode, continuous actions clipped to [-1, 1]. `is_first`
 is an input: where it is set the step restarts from the initial state (learned
@@ -98,7 +98,7 @@ class ExportPolicy(tf.Module):
             if stochastic:
                 action, latent = self._sample_step(agent, obs, latent, inputs)
             else:
-                action, (latent, _) = agent._policy_step(
+                action, (latent, _) = agent.policy_step(
                     obs, (latent, inputs['prev_action']), tf.constant(UNUSED_SEED), False
                 )
             return {'action': action, 'next_deter': latent['deter'], 'next_stoch': latent['stoch']}
@@ -128,10 +128,10 @@ class ExportPolicy(tf.Module):
         return {'latent_noise': latent, 'action_noise': action}
 
     def _sample_step(self, agent, obs, latent, inputs):
-        """`Agent._policy_step(explore=True)` with the posterior and actor sampled from inputs."""
+        """`Agent.policy_step(explore=True)` with the posterior and actor sampled from inputs."""
         # The agent's own filter step (preprocessing, encoder, posterior): its latent
         # carries the posterior's parameters, so only the sampling is done here.
-        _, (post, _) = agent._policy_step(
+        _, (post, _) = agent.policy_step(
             obs, (latent, inputs['prev_action']), tf.constant(UNUSED_SEED), False
         )
         rssm, noise = self.rssm, inputs['latent_noise']

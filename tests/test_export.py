@@ -178,7 +178,7 @@ def test_continuous_presets_match_agent(tmp_path, preset):
 
 
 def _agent_noise(policy, seed, batch):
-    """The noise `Agent._policy_step(explore=True)` draws from `seed` (its seed splits)."""
+    """The noise `Agent.policy_step(explore=True)` draws from `seed` (its seed splits)."""
     seed_obs, seed_act, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     _, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed_obs, 2))
     noise = {}
