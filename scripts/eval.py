@@ -73,6 +73,9 @@ def main(argv=None):
     record = bool(args.video or args.dream)
     if record:
         image_key(agent.obs_space)  # fail before playing if there is nothing to film
+    if args.dream and agent.wm.decoder is None:
+        envs.close()
+        sys.exit('error: --dream needs a decoder; the Dreaming presets have none (use --video)')
     try:
         results = evaluate(agent, envs, args.episodes, explore=args.explore, record=record)
     finally:

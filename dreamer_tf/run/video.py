@@ -121,6 +121,8 @@ def dream_frames(agent, episode, context=5, length=50, seed=0):
     import tensorflow as tf
 
     wm = agent.wm
+    if wm.decoder is None:
+        raise ValueError('the world model has no decoder (Dreaming presets): no dream video')
     key = image_key(agent.obs_space)
     length = min(length, len(episode['is_first']))
     if not 0 < context < length:
