@@ -224,14 +224,9 @@ def policy_latency(agent, obs_space, envs, calls=100):
 def input_wait(agent, obs_space, act_space, run, updates=5, episode=500):
     """Mean seconds per update spent waiting on `next()` of the replay's tf.data
     pipeline (prefetching while the update runs), on a replay of synthetic episodes."""
-    batch = synthetic_batch(obs_space, act_space, 1, episode)
     with tempfile.TemporaryDirectory() as directory:
         replay = Replay(directory, 10**6, run.batch_length, run.batch_size)
-        for _ in range(4):
-            for t in range(episode):
-                step = {k: v[0, t].numpy() for k, v in batch.items()}
-                step.update(is_first=t == 0, is_last=t == episode - 1, is_terminal=False)
-                replay.add(step)
+        _add_episodes(replay, obs_space, act_space, episode, 4)
         dataset = iter(replay.dataset())
         agent.train(next(dataset))
         waited = 0.0
@@ -245,12 +240,17 @@ def input_wait(agent, obs_space, act_space, run, updates=5, episode=500):
 
 def replay_bytes_per_step(obs_space, act_space, steps=200):
     """Bytes per step of an episode file the replay writes (images stay uint8)."""
-    batch = synthetic_batch(obs_space, act_space, 1, steps)
     with tempfile.TemporaryDirectory() as directory:
         replay = Replay(directory, 10 * steps, 1, 1)
-        for t in range(steps):
-            step = {k: v[0, t].numpy() for k, v in batch.items()}
-            step.update(is_first=t == 0, is_last=t == steps - 1, is_terminal=False)
-            replay.add(step)
+        _add_episodes(replay, obs_space, act_space, steps, 1)
         (path,) = replay.episode_files()
         return path.stat().st_size / steps
+
+
+def _add_episodes(replay, obs_space, act_space, length, count):
+    """Adds `count` copies of one synthetic episode of `length` steps to `replay`."""
+    batch = synthetic_batch(obs_space, act_space, 1, length)
+    steps = [{k: v[0, t].numpy() for k, v in batch.items()} for t in range(length)]
+    for _ in range(count):
+        for t, step in enumerate(steps):
+            replay.add(dict(step, is_first=t == 0, is_last=t == length - 1, is_terminal=False))

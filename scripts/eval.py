@@ -9,12 +9,13 @@ every episode's result.
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from dreamer_tf.fileio import write_json  # noqa: E402
 
 
 def parse(argv):
@@ -98,13 +99,6 @@ def main(argv=None):
         write_json(
             args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}
         )
-
-
-def write_json(path, data):
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 if __name__ == '__main__':
