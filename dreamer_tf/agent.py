@@ -11,8 +11,11 @@
 Both run for a batch of environments at once, XLA-compiled when `jit` is on.
 """
 
+import contextlib
+
 import tensorflow as tf
 
+from dreamer_tf import distribute
 from dreamer_tf.behavior import ActorCritic
 from dreamer_tf.optim import Adam
 from dreamer_tf.planner import CEM
@@ -38,13 +41,27 @@ def resolve_precision(precision):
     return precision
 
 
-def resolve_jit(jit):
+def resolve_jit(jit, distributed=False):
     """'auto' compiles with XLA on GPU only: on the 2-core CPU a Dreamer update
-    measured 13-30% slower under XLA than under TF's graph executor (DESIGN.md)."""
+    measured 13-30% slower under XLA than under TF's graph executor (DESIGN.md).
+
+    A mirrored update is not compiled: one XLA program cannot span the
+    devices of a MirroredStrategy, and compiling each replica's function
+    apart failed on logical CPU devices (the XLA CPU device reads the
+    variables of all replicas from device 0), the only multi-device setting
+    this code has been run on.
+    """
+    if jit not in ('auto', 'on', 'off'):
+        raise ValueError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
+    if distributed:
+        if jit == 'on':
+            raise ValueError(
+                'jit: on cannot compile the update of distribute.strategy mirrored '
+                '(one XLA program cannot span the replicas); use jit: off or auto'
+            )
+        return False
     if jit == 'auto':
         return has_gpu()
-    if jit not in ('on', 'off'):
-        raise ValueError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
     return jit == 'on'
 
 
@@ -54,7 +71,8 @@ class Agent(tf.Module):
         self.config = config
         self.obs_space, self.act_space = obs_space, act_space
         self.precision = resolve_precision(config.precision)
-        self.jit = resolve_jit(config.jit)
+        self.strategy = distribute.make_strategy(config)
+        self.jit = resolve_jit(config.jit, distributed=self.strategy is not None)
         dtype = PRECISIONS[self.precision]
         if config.behavior not in BEHAVIORS:
             raise ValueError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
@@ -63,13 +81,14 @@ class Agent(tf.Module):
                 'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '
                 'this environment has discrete actions'
             )
-        with self.name_scope:
+        # The generator stays outside the strategy: one stream of update seeds.
+        self.rng = tf.random.Generator.from_seed(config.seed)
+        with self.name_scope, self._scope():
             self.wm = WorldModel(obs_space, act_space, config, dtype)
             scale = self.precision == '16'
             self.model_opt = Adam(
                 self.wm.trainable_variables, **config.model_opt, loss_scale=scale, name='model_opt'
             )
-            self.rng = tf.random.Generator.from_seed(config.seed)
             if config.behavior == 'cem':
                 self.behavior, self.planner = None, CEM(act_space.n, **config.planner)
             else:
@@ -97,35 +116,80 @@ class Agent(tf.Module):
         """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
         return self._train(data, self.rng.make_seeds(1)[:, 0])
 
-    def _minimize(self, opt, tape, loss):
-        grads = tape.gradient(opt.scale_loss(loss), opt.params)
-        return opt.apply(grads)
-
     def _train_step(self, data, seed):
+        """World model, then actor and critic on imagination from its posterior.
+
+        Each phase computes gradients on the replicas (one device, or the
+        rows of each device under `distribute`), then applies their mean once.
+        """
         seed_wm, seed_imag = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        metrics = {}
-        with tf.GradientTape() as tape:
-            model_loss, post, wm_metrics = self.wm.loss(data, seed_wm)
-        metrics.update(wm_metrics)
-        metrics.update(_prefix('model', self._minimize(self.model_opt, tape, model_loss)))
+        grads, start, metrics = self._on_replicas(self._model_grads, data, seed_wm)
+        metrics = self._mean(metrics)
+        metrics.update(_prefix('model', self.model_opt.apply(self._mean(grads))))
         if self.behavior is None:
             return metrics
+        actor_grads, critic_grads, state, behavior_metrics = self._on_replicas(
+            self._behavior_grads, start, seed_imag
+        )
+        metrics.update(self._mean(behavior_metrics))
+        metrics.update(_prefix('actor', self.actor_opt.apply(self._mean(actor_grads))))
+        metrics.update(_prefix('critic', self.critic_opt.apply(self._mean(critic_grads))))
+        # Replicas computed identical statistics from the gathered returns.
+        self.behavior.apply_state(self._first(state))
+        return metrics
 
+    def _model_grads(self, data, seed):
+        data = {k: distribute.local_rows(v) for k, v in data.items()}
+        with tf.GradientTape() as tape:
+            model_loss, post, metrics = self.wm.loss(data, seed)
+        grads = self._gradients(self.model_opt, tape, model_loss)
         start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
-        start_cont = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
+        start['cont'] = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
+        return grads, start, metrics
+
+    def _behavior_grads(self, start, seed):
+        start = dict(start)
+        start_cont = start.pop('cont')
         # The critic's tape opens after the imagination: see ActorCritic.losses.
         with tf.GradientTape() as actor_tape:
-            traj = self.behavior.imagine(self.wm, start, start_cont, seed_imag)
+            traj = self.behavior.imagine(self.wm, start, start_cont, seed)
             with tf.GradientTape() as critic_tape:
                 critic_raw = self.behavior.critic.raw(traj['feat'])
-                actor_loss, critic_loss, behavior_metrics = self.behavior.losses(traj, critic_raw)
-        metrics.update(behavior_metrics)
-        metrics.update(_prefix('actor', self._minimize(self.actor_opt, actor_tape, actor_loss)))
-        metrics.update(
-            _prefix('critic', self._minimize(self.critic_opt, critic_tape, critic_loss))
-        )
-        self.behavior.update_slow_critic()
-        return metrics
+                actor_loss, critic_loss, metrics, state = self.behavior.losses(traj, critic_raw)
+        actor_grads = self._gradients(self.actor_opt, actor_tape, actor_loss)
+        critic_grads = self._gradients(self.critic_opt, critic_tape, critic_loss)
+        return actor_grads, critic_grads, state, metrics
+
+    @staticmethod
+    def _gradients(opt, tape, loss):
+        grads = tape.gradient(opt.scale_loss(loss), opt.params)
+        return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, opt.params)]
+
+    def _scope(self):
+        return self.strategy.scope() if self.strategy else contextlib.nullcontext()
+
+    def _on_replicas(self, fn, *args):
+        """fn(*args) on one device, or on each replica's rows under `distribute`."""
+        if self.strategy is None:
+            return fn(*args)
+
+        def replica_fn(*args):
+            with distribute.replica_rows():
+                return fn(*args)
+
+        return self.strategy.run(replica_fn, args)
+
+    def _mean(self, values):
+        """The mean over replicas of each tensor (the all-reduce of gradients and metrics)."""
+        if self.strategy is None:
+            return values
+        reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
+        return tf.nest.map_structure(reduce, values)
+
+    def _first(self, values):
+        if self.strategy is None:
+            return values
+        return tf.nest.map_structure(lambda x: self.strategy.experimental_local_results(x)[0], values)
 
     def initial_state(self, batch_size):
         """Recurrent policy state: (RSSM latent, previous action)."""

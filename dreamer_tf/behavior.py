@@ -29,7 +29,7 @@ V3: EMA 0.02 every update); V2 also computes R_t with the slow critic
 import numpy as np
 import tensorflow as tf
 
-from dreamer_tf import dists, heads, nn
+from dreamer_tf import distribute, dists, heads, nn
 
 sg = tf.stop_gradient
 
@@ -71,11 +71,21 @@ class ReturnNorm(tf.Module):
         self.high = tf.Variable(0.0, trainable=False, name='high')
 
     def __call__(self, returns):
-        """Update the statistics with `returns` and return the scale S."""
-        returns = sg(tf.cast(returns, tf.float32))
-        self.low.assign(self.decay * self.low + (1 - self.decay) * quantile(returns, self.qlow))
-        self.high.assign(self.decay * self.high + (1 - self.decay) * quantile(returns, self.qhigh))
-        return tf.maximum(self.limit, self.high - self.low)
+        """The scale S after seeing `returns`, and the statistics to `assign`: (S, (low, high)).
+
+        Under data parallelism the percentiles are taken over the returns of
+        all replicas (distribute.gather), so every replica gets the same S.
+        The statistics are stored by `assign`, in the update's cross-replica
+        step (an assignment inside a replica would need a merge_call).
+        """
+        returns = distribute.gather(sg(tf.cast(returns, tf.float32)))
+        low = self.decay * self.low + (1 - self.decay) * quantile(returns, self.qlow)
+        high = self.decay * self.high + (1 - self.decay) * quantile(returns, self.qhigh)
+        return tf.maximum(self.limit, high - low), (low, high)
+
+    def assign(self, stats):
+        self.low.assign(stats[0])
+        self.high.assign(stats[1])
 
 
 class Actor(tf.Module):
@@ -191,7 +201,11 @@ class ActorCritic(tf.Module):
         }
 
     def losses(self, traj, critic_raw):
-        """Actor and critic losses on an imagined trajectory; returns (actor, critic, metrics).
+        """Actor and critic losses on an imagined trajectory.
+
+        Returns (actor loss, critic loss, metrics, state): `state` holds the
+        new return-normalisation statistics for `apply_state`, which the
+        update calls after the optimisers.
 
         `critic_raw` is the critic's output on `traj['feat']`, one forward pass
         that both losses share. The caller computes it under two tapes: the
@@ -213,7 +227,11 @@ class ActorCritic(tf.Module):
             value = self.critic.dist_from(critic_raw).mean()
         returns = lambda_return(reward, value, discount, cfg.imag['lambda'])
         baseline = value[:-1]
-        scale = self.retnorm(returns) if self.retnorm is not None else tf.constant(1.0)
+        state = {}
+        if self.retnorm is not None:
+            scale, state['retnorm'] = self.retnorm(returns)
+        else:
+            scale = tf.constant(1.0)
         # The actor's distributions at s_0..s_{H-1}, kept by the imagination scan.
         policy = self.actor.dist_from(traj['actor_raw'])
         metrics = {}
@@ -240,7 +258,7 @@ class ActorCritic(tf.Module):
                 'imag_value': tf.reduce_mean(value),
             }
         )
-        return actor_loss, critic_loss, metrics
+        return actor_loss, critic_loss, metrics, state
 
     def _critic_loss(self, critic_raw, feat, returns, weight):
         """Critic regression towards sg(lambda-returns), plus V3's slow-critic regulariser."""
@@ -251,7 +269,14 @@ class ActorCritic(tf.Module):
             loss -= slow_reg * dist.log_prob(sg(self.slow_critic(feat).mean()))
         return tf.reduce_mean(weight * loss)
 
-    def update_slow_critic(self):
+    def apply_state(self, state):
+        """After the optimisers' steps: store the return statistics of `losses`
+        and move the slow critic towards the critic."""
+        if 'retnorm' in state:
+            self.retnorm.assign(state['retnorm'])
+        self._update_slow_critic()
+
+    def _update_slow_critic(self):
         """Move the slow critic towards the critic every `slow_update_every` updates."""
         if self.slow_critic is None:
             return

@@ -50,7 +50,7 @@ open is a config key (block `contrastive` in configs.yaml).
 
 import tensorflow as tf
 
-from dreamer_tf import nn
+from dreamer_tf import distribute, nn
 
 SCORES = ('bilinear', 'cosine')
 
@@ -70,7 +70,9 @@ def random_crop(images, pad, seed):
     if rank is None or rank < 4:
         raise ValueError(f'random_crop needs images shaped [B, ..., H, W, C], got {images.shape}')
     height, width = images.shape[-3], images.shape[-2]
-    shift = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, 0, 2 * pad + 1, tf.int32)
+    shift = distribute.stateless_uniform(
+        [tf.shape(images)[0], 2], seed, 0, 2 * pad + 1, tf.int32
+    )
     rows = tf.clip_by_value(tf.range(height)[None] + shift[:, :1] - pad, 0, height - 1)
     cols = tf.clip_by_value(tf.range(width)[None] + shift[:, 1:] - pad, 0, width - 1)
     images = tf.gather(images, rows, axis=rank - 3, batch_dims=1)

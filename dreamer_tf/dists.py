@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from dreamer_tf import distribute
+
 tfd = tfp.distributions
 sg = tf.stop_gradient
 
@@ -146,7 +148,7 @@ def unimix_logits(logits, unimix):
 
 def gumbel_argmax(logits, seed):
     """Index sampled from Categorical(logits) by the Gumbel-max trick."""
-    u = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
+    u = distribute.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0)
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), -1, output_type=tf.int32)
 
 
@@ -194,7 +196,7 @@ class Normal:
         self.squash = squash
 
     def sample(self, seed):
-        x = self.loc + self.std * tf.random.stateless_normal(tf.shape(self.loc), seed)
+        x = self.loc + self.std * distribute.stateless_normal(tf.shape(self.loc), seed)
         return tf.tanh(x) if self.squash else x
 
     def mode(self):
@@ -217,16 +219,27 @@ class Normal:
 class TruncNormal:
     """Normal truncated to [-1, 1], DreamerV2's continuous actor (danijar/dreamerv2 'trunc_normal').
 
-    Built on TFP's TruncatedNormal, which is reparameterised (implicit gradients).
+    Densities and entropy are TFP's TruncatedNormal. Samples are drawn by
+    inverting the CDF, x = mu + sigma Phi^-1(Phi(a) + u (Phi(b) - Phi(a))),
+    a, b = (-1 - mu) / sigma, (1 - mu) / sigma, u ~ U(0, 1): reparameterised
+    (the pathwise gradient equals TFP's implicit one) and elementwise in u,
+    so a row's sample does not depend on the rest of the batch (which lets
+    replicas draw exactly what one device draws, dreamer_tf/distribute.py).
+    With mu = tanh(.) in [-1, 1], a <= 0 <= b and Phi(a) <= 0.5 <= Phi(b),
+    so float32 loses nothing but tails beyond about 5 sigma.
     """
 
     def __init__(self, mean, std):
-        self.dist = tfd.Independent(
-            tfd.TruncatedNormal(tf.cast(mean, tf.float32), tf.cast(std, tf.float32), -1.0, 1.0), 1
-        )
+        self.loc = tf.cast(mean, tf.float32)
+        self.std = tf.cast(std, tf.float32)
+        self.dist = tfd.Independent(tfd.TruncatedNormal(self.loc, self.std, -1.0, 1.0), 1)
 
     def sample(self, seed):
-        return self.dist.sample(seed=tf.cast(seed, tf.int32))
+        low = _normal_cdf((-1.0 - self.loc) / self.std)
+        high = _normal_cdf((1.0 - self.loc) / self.std)
+        u = distribute.stateless_uniform(tf.shape(self.loc), seed)
+        p = tf.clip_by_value(low + u * (high - low), 1e-7, 1.0 - 1e-7)
+        return tf.clip_by_value(self.loc + self.std * tf.math.ndtri(p), -1.0, 1.0)
 
     def mode(self):
         return self.dist.distribution.loc
@@ -236,6 +249,10 @@ class TruncNormal:
 
     def entropy(self):
         return self.dist.entropy()
+
+
+def _normal_cdf(x):
+    return 0.5 * tf.math.erfc(-x / np.sqrt(2.0))
 
 
 def kl_categorical(post_logits, prior_logits):

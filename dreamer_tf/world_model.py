@@ -28,7 +28,7 @@ The two KL terms are:
 
 import tensorflow as tf
 
-from dreamer_tf import heads
+from dreamer_tf import distribute, heads
 from dreamer_tf.contrastive import Contrastive
 from dreamer_tf.rssm import RSSM
 
@@ -164,5 +164,5 @@ def quantise(image, bits, seed):
     """
     levels = 2.0**bits
     level = tf.floor(tf.cast(image, tf.float32) / 2.0 ** (8 - bits))
-    noise = tf.random.stateless_uniform(tf.shape(level), seed)
+    noise = distribute.stateless_uniform(tf.shape(level), seed)
     return (level + noise) * (255.0 / levels)

@@ -1,5 +1,6 @@
 """The training loop end to end on a tiny config: metrics, checkpoints, resume."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -18,10 +19,12 @@ from dreamer_tf.run.loop import (
     Counters, episode_logs, evaluate, load_run, replay_step, suite_metrics, train)
 from dreamer_tf.run.video import to_rgb, write_video
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'scripts'))
-from eval import main as eval_main  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+# Loaded by path: scripts/ on sys.path would shadow the `export` package with scripts/export.py.
+_spec = importlib.util.spec_from_file_location('eval_script', ROOT / 'scripts' / 'eval.py')
+_eval_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_eval_script)
+eval_main = _eval_script.main
 TINY = {
     'run.steps': 160,
     'run.prefill': 64,
