@@ -195,18 +195,37 @@ class Agent(tf.Module):
         """Recurrent policy state: (RSSM latent, previous action)."""
         return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))
 
-    def policy(self, obs, state, explore=True):
-        """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state)."""
+    def policy(self, obs, state, explore=True, env_steps=0):
+        """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state).
+
+        With `explore`, the action is sampled and then perturbed by the
+        exploration noise at `env_steps` (`exploration`), if the config has any.
+        """
         obs = {
             k: tf.convert_to_tensor(v)
             for k, v in obs.items()
             if k in self.obs_space or k == 'is_first'
         }
-        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore)
+        noise = None
+        if explore and self.config.run.expl_noise:
+            noise = tf.constant(self.exploration(env_steps), tf.float32)
+        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore, noise)
 
-    def policy_step(self, obs, state, seed, explore):
+    def exploration(self, env_steps):
+        """The exploration amount after `env_steps` env steps: `run.expl_noise`,
+        decaying linearly by 1 per `run.expl_decay` steps to `run.expl_min`
+        (DreamerV1's schedule; RajGhugare19/dreamerv2's epsilon 0.4 - t / 7000 >= 0.05)."""
+        run = self.config.run
+        if not run.expl_decay:
+            return float(run.expl_noise)
+        return float(max(run.expl_min, run.expl_noise - env_steps / run.expl_decay))
+
+    def policy_step(self, obs, state, seed, explore, noise=None):
         """The policy step `policy` compiles, with an explicit seed: also traced by
-        the exporter (export/policy.py), so exported and evaluated policies agree."""
+        the exporter (export/policy.py), so exported and evaluated policies agree.
+
+        `noise` (a scalar tensor, or None for none) is the exploration amount,
+        applied only when `explore`: the exporter leaves it out."""
         latent, prev_action = state
         seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
@@ -222,16 +241,15 @@ class Agent(tf.Module):
         else:
             dist = self.behavior.actor(self.wm.rssm.feat(latent))
             action = dist.sample(seed_act) if explore else dist.mode()
-        if explore and self.config.run.expl_noise:
-            action = self._explore(action, seed_noise)
+        if explore and noise is not None:
+            action = self._explore(action, noise, seed_noise)
         if not self.act_space.discrete:
             # V3's Normal actor is unbounded; the env and the replay see actions in [-1, 1].
             action = tf.clip_by_value(action, -1.0, 1.0)
         return action, (latent, action)
 
-    def _explore(self, action, seed):
+    def _explore(self, action, amount, seed):
         """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy (discrete)."""
-        amount = self.config.run.expl_noise
         if self.act_space.discrete:
             seed_pick, seed_index = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             random = tf.one_hot(

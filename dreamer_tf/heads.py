@@ -11,6 +11,13 @@ Two CNN layouts reproduce the papers:
     map and applies transposed convolutions with kernels 5, 5, 6, 6.
 - `cnn_padding: same` (DreamerV3): stride-2 kernel-4 convolutions halving the
     resolution down to 4x4, LayerNorm + SiLU after each; the decoder mirrors it.
+- `cnn_stride: 1` (DreamerV2 on MinAtar's 10x10 grids, RajGhugare19/dreamerv2
+    models/pixel.py): 3 convolutions, kernel 3, stride 1, no padding, depths
+    d, 2d, 4d (10 -> 8 -> 6 -> 4); the decoder maps the feature linearly to the
+    4x4x4d map and applies transposed convolutions back to 10x10xC. Their
+    encoder also projected the 4x4x4d feature linearly to 200 numbers before
+    the posterior's first layer, itself linear: here the feature feeds it
+    directly.
 """
 
 import re
@@ -21,6 +28,8 @@ import tensorflow as tf
 from dreamer_tf import dists, nn
 
 STAGES = 4
+# cnn_stride 1 (MinAtar): 3 unpadded kernel-3 convolutions.
+GRID_STAGES, GRID_KERNEL = 3, 3
 
 
 def image_to_float(image, dtype):
@@ -72,33 +81,36 @@ class Encoder(tf.Module):
         act,
         norm,
         symlog,
+        cnn_stride=2,
         compute_dtype=tf.float32,
         name='encoder',
     ):
         super().__init__(name=name)
         self.cnn_keys, self.mlp_keys = split_keys(obs_space, cnn_keys, mlp_keys)
         self.symlog, self.dtype = symlog, compute_dtype
-        self.padding = cnn_padding.upper()
+        _check_stride(cnn_stride)
+        self.padding = cnn_padding.upper() if cnn_stride == 2 else 'VALID'
         self.out_size = 0
         with self.name_scope:
             if self.cnn_keys:
                 height, width, channels = _image_shape(obs_space, self.cnn_keys)
+                stages, kernel = (STAGES, 4) if cnn_stride == 2 else (GRID_STAGES, GRID_KERNEL)
                 self.convs, self.norms = [], []
-                for i in range(STAGES):
+                for i in range(stages):
                     depth = cnn_depth * 2**i
                     self.convs.append(
-                        nn.Conv2D(channels, depth, 4, 2, self.padding, name=f'conv{i}')
+                        nn.Conv2D(channels, depth, kernel, cnn_stride, self.padding, name=f'conv{i}')
                     )
                     self.norms.append(nn.LayerNorm(depth) if norm == 'layer' else None)
                     channels = depth
                     height, width = (
-                        _conv_out(height, self.padding),
-                        _conv_out(width, self.padding),
+                        _conv_out(height, self.padding, kernel, cnn_stride),
+                        _conv_out(width, self.padding, kernel, cnn_stride),
                     )
                 if min(height, width) < 1:
                     raise ValueError(
                         f'images of shape {obs_space[self.cnn_keys[0]].shape} are too '
-                        f'small for {STAGES} stride-2 convolutions'
+                        f'small for {stages} kernel-{kernel} stride-{cnn_stride} convolutions'
                     )
                 self.act = nn.get_act(act)
                 self.out_size += height * width * channels
@@ -126,8 +138,15 @@ class Encoder(tf.Module):
         return tf.concat(outs, -1)
 
 
-def _conv_out(size, padding):
-    return -(-size // 2) if padding == 'SAME' else (size - 4) // 2 + 1
+def _conv_out(size, padding, kernel, stride):
+    return -(-size // stride) if padding == 'SAME' else (size - kernel) // stride + 1
+
+
+def _check_stride(stride):
+    if stride not in (1, 2):
+        raise ValueError(
+            f'cnn_stride must be 2 (64x64 images) or 1 (small grids such as MinAtar), got {stride}'
+        )
 
 
 class Decoder(tf.Module):
@@ -153,6 +172,7 @@ class Decoder(tf.Module):
         norm,
         vector_dist,
         image_dist,
+        cnn_stride=2,
         compute_dtype=tf.float32,
         name='decoder',
     ):
@@ -165,7 +185,9 @@ class Decoder(tf.Module):
             if value not in valid:
                 raise ValueError(f'decoder.{kind} must be one of {valid}, got {value!r}')
         self.vector_dist, self.image_dist = vector_dist, image_dist
-        self.dtype, self.padding = compute_dtype, cnn_padding.upper()
+        _check_stride(cnn_stride)
+        self.dtype, self.stride = compute_dtype, cnn_stride
+        self.padding = cnn_padding.upper() if cnn_stride == 2 else 'VALID'
         self.act = nn.get_act(act)
         with self.name_scope:
             if self.cnn_keys:
@@ -179,7 +201,16 @@ class Decoder(tf.Module):
         height, width, channels = _image_shape(obs_space, self.cnn_keys)
         self.channels = [obs_space[k].shape[2] for k in self.cnn_keys]
         outs = [depth * 4, depth * 2, depth, channels]
-        if self.padding == 'SAME':
+        if self.stride == 1:
+            shrink = GRID_STAGES * (GRID_KERNEL - 1)
+            if min(height, width) <= shrink:
+                raise ValueError(
+                    f'images of {height}x{width} are too small for {GRID_STAGES} kernel-'
+                    f'{GRID_KERNEL} convolutions'
+                )
+            self.start = (height - shrink, width - shrink, depth * 2 ** (GRID_STAGES - 1))
+            kernels, outs = [GRID_KERNEL] * GRID_STAGES, outs[1:]
+        elif self.padding == 'SAME':
             if height % 2**STAGES or width % 2**STAGES:
                 raise ValueError(f'image size {height}x{width} must be divisible by {2**STAGES}')
             self.start = (height // 2**STAGES, width // 2**STAGES, depth * 8)
@@ -197,9 +228,9 @@ class Decoder(tf.Module):
         cin = self.start[2]
         for i, (kernel, cout) in enumerate(zip(kernels, outs)):
             self.deconvs.append(
-                nn.ConvTranspose2D(cin, cout, kernel, 2, self.padding, name=f'deconv{i}')
+                nn.ConvTranspose2D(cin, cout, kernel, self.stride, self.padding, name=f'deconv{i}')
             )
-            last = i == STAGES - 1
+            last = i == len(kernels) - 1
             self.norms.append(nn.LayerNorm(cout) if norm == 'layer' and not last else None)
             cin = cout
 
@@ -211,7 +242,7 @@ class Decoder(tf.Module):
             x = tf.reshape(self.cnn_in(feat), [-1, *self.start])
             for i, (deconv, norm) in enumerate(zip(self.deconvs, self.norms)):
                 x = deconv(x)
-                if i < STAGES - 1:
+                if i < len(self.deconvs) - 1:
                     x = self.act(norm(x) if norm is not None else x)
             x = tf.reshape(x, tf.concat([lead, x.shape[1:]], 0))
             for key, part in zip(self.cnn_keys, tf.split(x, self.channels, -1)):

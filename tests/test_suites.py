@@ -4,7 +4,9 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from dreamer_tf.agent import Agent
 from dreamer_tf.config import load_config
 from dreamer_tf.envs import ActSpace, Space, make_env
 from dreamer_tf.envs.atari import Atari
@@ -13,6 +15,7 @@ from dreamer_tf.envs.image import area_resize, resize
 from dreamer_tf.envs.minatar import GAMES
 from dreamer_tf.envs.parallel import BatchEnv, process_envs, throughput
 from dreamer_tf.envs.process import ProcessEnv
+from dreamer_tf.heads import Decoder, Encoder
 from dreamer_tf.run.loop import env_args
 
 
@@ -191,13 +194,42 @@ def test_minatar_games_match_the_raw_game(game):
             raw.reset()
 
 
-def test_minatar_preset_flattens_to_a_vector():
+def test_minatar_preset_gives_the_grid_to_a_stride_1_cnn():
     env = preset_env(['dreamerv2', 'minatar'], task='minatar_seaquest')
-    assert env.obs_space == {'vector': Space((1000,), np.float32)}
-    out = env.reset()
-    assert 'image' not in out and out['vector'].dtype == np.float32
-    assert set(np.unique(out['vector'])) <= {0.0, 1.0} and out['vector'].sum() > 0
+    assert env.obs_space == {'image': Space((10, 10, 10), np.uint8)}
     assert env.act_space == ActSpace(True, 6)
+    config = load_config(['dreamerv2', 'minatar'])
+    encoder = Encoder(env.obs_space, **config.encoder)
+    # Three unpadded 3x3 convolutions of depths 16, 32, 64: 10 -> 8 -> 6 -> 4.
+    assert [c.w.shape.as_list() for c in encoder.convs] == [
+        [3, 3, 10, 16], [3, 3, 16, 32], [3, 3, 32, 64]]
+    assert encoder.out_size == 4 * 4 * 64
+    image = np.stack([env.reset()['image']] * 2)[:, None]  # [B=2, T=1, 10, 10, 10]
+    assert encoder({'image': image}).shape == (2, 1, 1024)
+    decoder = Decoder(env.obs_space, 7, **config.decoder)
+    assert decoder.start == (4, 4, 64)
+    assert decoder(tf.zeros((2, 1, 7)))['image'].mean().shape == (2, 1, 10, 10, 10)
+    # The flat-vector option for MLP encoders.
+    flat = preset_env(['dreamerv2', 'minatar'], task='minatar_seaquest', **{'env.flatten': True})
+    assert flat.obs_space == {'vector': Space((1000,), np.float32)}
+    out = flat.reset()
+    assert set(np.unique(out['vector'])) <= {0.0, 1.0} and out['vector'].sum() > 0
+
+
+def test_minatar_preset_decays_epsilon_greedy_exploration():
+    """RajGhugare19/dreamerv2: epsilon = max(0.05, 0.4 - t / 7000) at env step t."""
+    config = load_config(['dreamerv2', 'minatar', 'debug'])
+    agent = Agent({'image': Space((10, 10, 4), np.uint8)}, ActSpace(True, 3), config)
+    assert agent.exploration(0) == pytest.approx(0.4)
+    assert agent.exploration(700) == pytest.approx(0.3)
+    assert agent.exploration(10**6) == pytest.approx(0.05)
+    # Epsilon-greedy replaces a row's action by a uniform one with probability epsilon.
+    action = tf.one_hot(tf.zeros(3000, tf.int32), 3)
+    for epsilon in (0.0, 0.4, 1.0):
+        out = agent._explore(action, tf.constant(epsilon), tf.constant([1, 2])).numpy()
+        assert np.all(out.sum(-1) == 1)
+        # A uniform pick keeps class 0 one time in three.
+        assert np.mean(out.argmax(-1) != 0) == pytest.approx(epsilon * 2 / 3, abs=0.03)
 
 
 def test_minatar_unknown_game_lists_games():

@@ -329,7 +329,9 @@ def train(config: Config):
             if count['env_steps'] < run.prefill:
                 actions = [random_action(envs.act_space, rng) for _ in envs.envs]
             else:
-                action, state = agent.policy(stack_obs(obs, envs.obs_space), state)
+                action, state = agent.policy(
+                    stack_obs(obs, envs.obs_space), state, env_steps=count['env_steps']
+                )
                 actions = list(action.numpy())
             obs = envs.step(actions)
             for worker, (out, action) in enumerate(zip(obs, actions)):
