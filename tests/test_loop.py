@@ -17,6 +17,9 @@ from dreamer_tf.agent import Agent
 from dreamer_tf.config import load_config
 from dreamer_tf.run.loop import (
     Counters, episode_logs, evaluate, load_run, replay_step, suite_metrics, train)
+from dreamer_tf.envs.crafter import achievements as crafter_achievements
+from dreamer_tf.reproduce.scores import crafter_score, crafter_success_rates
+from dreamer_tf.run.logger import EpisodeRecords
 from dreamer_tf.run.video import to_rgb, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,6 +195,10 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     assert counters.env_steps.numpy() == 240 and counters.policy_steps.numpy() == 60
     assert counters.episodes.numpy() == 2 and counters.updates.numpy() > 0
     assert len(list((tmp_path / 'replay').glob('*.npz'))) == 2
+    # One record per training episode, ending when the counters pass its last step.
+    records = read_jsonl(tmp_path / 'stats.jsonl')
+    # Both 80-step episodes end at the 20th lockstep step: 2 envs x 20 x 4 = 160 env steps.
+    assert [(r['length'], r['step']) for r in records] == [(80, 160), (80, 160)]
     assert gif_size(tmp_path / 'videos' / 'eval_80.gif') == (64, 64)
     assert gif_size(tmp_path / 'videos' / 'dream_80.gif') == (3 * 64, 64)
 
@@ -230,6 +237,10 @@ def test_preset_short_run_train_resume_eval(tmp_path, name):
     assert any('eval_return' in r for r in records) and any('model_loss' in r for r in records)
     if name == 'crafter':
         assert any('crafter_score' in r and 'achievement_collect_wood' in r for r in records)
+        # The per-episode records give the Crafter score the reproduction report uses.
+        episodes = read_jsonl(tmp_path / 'stats.jsonl')
+        rates, count, _ = crafter_success_rates(episodes, crafter_achievements())
+        assert count == len(episodes) > 0 and 0 <= crafter_score(rates) <= 100
     _, resumed = train(load_config(blocks, {**overrides, 'run.steps': 600}))
     assert resumed.env_steps.numpy() >= 600 and resumed.updates.numpy() > counters.updates.numpy()
 
@@ -267,3 +278,16 @@ def test_videos_need_an_image_observation(tmp_path):
     config = tiny_config(tmp_path, **{'run.video_every': 100})
     with pytest.raises(ValueError, match='image observation'):
         train(config)
+
+
+def test_episode_records_drop_what_a_resume_replays(tmp_path):
+    records = EpisodeRecords(tmp_path, 0)
+    for step in (100, 200, 300):
+        records.add(step, 100, 1.5, {'achievement_eat_cow': 1.0, 'return': 3.0})
+    with open(tmp_path / 'stats.jsonl', 'a') as file:
+        file.write('{"step": 40')  # cut short by a hard kill
+    EpisodeRecords(tmp_path, 200)  # resumed from a checkpoint at 200 env steps
+    assert read_jsonl(tmp_path / 'stats.jsonl') == [
+        {'step': 100, 'length': 100, 'reward': 1.5, 'achievement_eat_cow': 1.0},
+        {'step': 200, 'length': 100, 'reward': 1.5, 'achievement_eat_cow': 1.0},
+    ]

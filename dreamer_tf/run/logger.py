@@ -8,6 +8,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from dreamer_tf.fileio import read_jsonl, write_atomic
+
 
 class Mean:
     """Running means of scalar metrics between two writes."""
@@ -62,3 +64,29 @@ def _finite(value):
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+class EpisodeRecords:
+    """One JSON line per finished training episode (`stats.jsonl`), in the format of
+    Crafter's `crafter.Recorder`: `length` (env steps), `reward` and the episode's
+    `achievement_<name>` values, plus `step`, the env steps when it ended.
+
+    Crafter's score is computed from these records (dreamer_tf/reproduce/scores.py).
+    A run resumed from a checkpoint replays the env steps after it, so on
+    resume the file is rewritten (atomically) without the records past the
+    restored step and without a line cut short by a hard kill.
+    """
+
+    NAME = 'stats.jsonl'
+
+    def __init__(self, logdir, restored_step):
+        self.path = Path(logdir) / self.NAME
+        if self.path.exists():
+            kept = [r for r in read_jsonl(self.path) if r.get('step', 0) <= restored_step]
+            write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+    def add(self, step, length, reward, logs):
+        record = {'step': int(step), 'length': int(length), 'reward': float(reward)}
+        record.update({k: float(v) for k, v in logs.items() if k.startswith('achievement_')})
+        with open(self.path, 'a') as file:
+            file.write(json.dumps(record) + '\n')

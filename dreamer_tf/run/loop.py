@@ -21,7 +21,7 @@ from dreamer_tf.envs import crafter, make_env
 from dreamer_tf.envs.parallel import BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
-from dreamer_tf.run.logger import Logger, Mean
+from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean
 from dreamer_tf.run.video import dream_frames, image_key, write_video
 
 # Step keys with this prefix are episode statistics for the logs (e.g. Crafter's
@@ -286,6 +286,7 @@ def train(config: Config):
     )
 
     logger = Logger(logdir)
+    records = EpisodeRecords(logdir, int(counters.env_steps.numpy()))
     train_metrics, episode_metrics = Mean(), Mean()
     dataset = None
     repeat = config.env.action_repeat
@@ -340,13 +341,14 @@ def train(config: Config):
                 episode_length[worker] += 1
                 if out['is_last']:
                     count['episodes'] += 1
+                    logs = episode_logs(out)
+                    length = episode_length[worker] * repeat
                     episode_metrics.add(
-                        {
-                            'episode_return': episode_return[worker],
-                            'episode_length': episode_length[worker] * repeat,
-                            **episode_logs(out),
-                        }
+                        {'episode_return': episode_return[worker], 'episode_length': length, **logs}
                     )
+                    # The env steps once this lockstep step is counted (as a checkpoint counts).
+                    step = count['env_steps'] + len(envs) * repeat
+                    records.add(step, length, episode_return[worker], logs)
                     episode_return[worker], episode_length[worker] = 0.0, 0
             count['env_steps'] += len(envs) * repeat
             count['policy_steps'] += len(envs)
