@@ -291,3 +291,36 @@ def test_episode_records_drop_what_a_resume_replays(tmp_path):
         {'step': 100, 'length': 100, 'reward': 1.5, 'achievement_eat_cow': 1.0},
         {'step': 200, 'length': 100, 'reward': 1.5, 'achievement_eat_cow': 1.0},
     ]
+
+
+@pytest.mark.slow
+def test_training_survives_a_killed_worker(tmp_path, monkeypatch, capfd):
+    """A worker process killed mid-episode is restarted; its partial episode never
+    reaches the replay and training runs to the end."""
+    from dreamer_tf.envs.parallel import BatchEnv
+
+    step = BatchEnv.step
+    calls = []
+
+    def step_and_kill(self, actions, indices=None):
+        calls.append(1)
+        if len(calls) == 30:
+            os.kill(self.envs[1].process.pid, signal.SIGKILL)
+        return step(self, actions, indices)
+
+    monkeypatch.setattr(BatchEnv, 'step', step_and_kill)
+    config = load_config(['dreamerv3', 'minatar', 'debug'], {
+        'task': 'minatar_breakout', 'run.steps': 200, 'run.prefill': 40,
+        'run.train_ratio': 2.0, 'run.eval_every': 1000, 'run.log_every': 100,
+        'env.envs': 2, 'env.time_limit': 50, 'logdir': str(tmp_path),
+    })
+    _, counters = train(config)
+    assert counters.env_steps.numpy() == 200 and counters.updates.numpy() > 0
+    assert 'died (exit code -9): restarting env 1' in capfd.readouterr().err
+    episodes = list((tmp_path / 'replay').glob('*.npz'))
+    for path in episodes:
+        with np.load(path) as episode:
+            first, last = episode['is_first'], episode['is_last']
+            assert first[0] and not first[1:].any() and last[-1] and not last[:-1].any()
+    # Every stored episode has its record; the dropped one has neither.
+    assert len(read_jsonl(tmp_path / 'stats.jsonl')) == len(episodes) > 0

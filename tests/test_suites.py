@@ -1,5 +1,7 @@
 """Atari, MinAtar and Crafter with the presets' preprocessing, and envs stepped in lockstep."""
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -328,6 +330,41 @@ def test_batch_env_rejects_mixed_spaces_and_reports_worker_errors():
         batch.reset()
         with pytest.raises(RuntimeError, match='outside'):
             batch.step([7])
+    finally:
+        batch.close()
+
+
+def test_killed_or_hung_worker_is_restarted_with_a_new_episode():
+    batch = process_envs(2, seed=3, timeout=3, task='minatar_breakout')
+    try:
+        batch.reset()
+        batch.step([0, 0])
+        old = batch.envs[1].process.pid
+        os.kill(old, signal.SIGKILL)
+        outs = batch.step([0, 0])
+        assert batch.restarted == [1] and batch.envs[1].process.pid != old
+        # The restarted env starts an episode; the other one carries on.
+        assert outs[1]['is_first'] and not outs[0]['is_first']
+        outs = batch.step([0, 0])
+        assert batch.restarted == [] and not any(out['is_first'] for out in outs)
+        # A worker that stops answering is restarted after its timeout.
+        os.kill(batch.envs[0].process.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        outs = batch.step([0, 0])
+        assert batch.restarted == [0] and outs[0]['is_first']
+        assert 3 <= time.monotonic() - start < 60
+    finally:
+        batch.close()
+
+
+def test_a_worker_that_keeps_failing_is_given_up():
+    batch = process_envs(1, seed=0, timeout=3, task='minatar_breakout')
+    batch.max_restarts = 0
+    try:
+        batch.reset()
+        os.kill(batch.envs[0].process.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match='failed 1 times in a row.*died'):
+            batch.step([0])
     finally:
         batch.close()
 

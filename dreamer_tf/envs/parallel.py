@@ -11,24 +11,32 @@ an agent's batched policy; docs/envs.md has a table.
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
-from dreamer_tf.envs.process import ProcessEnv
+from dreamer_tf.envs.process import ProcessEnv, WorkerFailure
 
 
 class BatchEnv:
     """A list of envs with one interface: ``reset`` and ``step`` act on several at once.
 
     Envs that are `ProcessEnv`s are stepped concurrently; any other env is
-    stepped in this process, in turn.
+    stepped in this process, in turn. A worker that dies or hangs is
+    restarted and its env reset: its entry in the returned steps is then the
+    first step of a new episode, and its index is listed in ``restarted``
+    (until the next call) so that the caller can drop the partial episode.
+    A worker that fails `max_restarts` times in a row is given up on.
     """
 
-    def __init__(self, envs):
+    def __init__(self, envs, max_restarts=3):
         if not envs:
             raise ValueError('BatchEnv needs at least one env.')
         self.envs = list(envs)
+        self.max_restarts = max_restarts
+        self.restarted = []
+        self._failures = [0] * len(self.envs)
         self.obs_space, self.act_space = self.envs[0].obs_space, self.envs[0].act_space
         for index, env in enumerate(self.envs[1:], 1):
             if (env.obs_space, env.act_space) != (self.obs_space, self.act_space):
@@ -56,19 +64,55 @@ class BatchEnv:
             env.close()
 
     def _call(self, command, indices, args):
-        done = {}
+        done, failed = {}, {}
+        self.restarted = []
         for index, arg in zip(indices, args):
             env = self.envs[index]
             if isinstance(env, ProcessEnv):
-                env.send(command, arg)
+                try:
+                    env.send(command, arg)
+                except WorkerFailure as error:
+                    failed[index] = error
             else:
                 done[index] = env.reset() if command == 'reset' else env.step(arg)
-        return [done[i] if i in done else self.envs[i].receive() for i in indices]
+        for index in indices:
+            if index in done:
+                continue
+            if index not in failed:
+                try:
+                    done[index] = self.envs[index].receive()
+                    self._failures[index] = 0
+                    continue
+                except WorkerFailure as error:
+                    failed[index] = error
+            done[index] = self._recover(index, failed[index])
+        return [done[i] for i in indices]
+
+    def _recover(self, index, error):
+        """Restart a failed worker and reset its env; returns the new first step."""
+        while True:
+            self._failures[index] += 1
+            if self._failures[index] > self.max_restarts:
+                raise RuntimeError(
+                    f'env {index} failed {self.max_restarts + 1} times in a row; last: {error}'
+                ) from error
+            print(f'{error}: restarting env {index}, its episode so far is dropped',
+                  file=sys.stderr, flush=True)
+            try:
+                self.envs[index].restart()
+                first = self.envs[index].reset()
+            except WorkerFailure as again:
+                error = again
+                continue
+            self.restarted.append(index)
+            return first
 
 
-def process_envs(count, seed, **make_args):
-    """A BatchEnv of ``count`` worker-process envs seeded ``seed``, ``seed + 1``, ..."""
-    envs = [ProcessEnv(**make_args, seed=seed + index) for index in range(count)]
+def process_envs(count, seed, timeout=None, **make_args):
+    """A BatchEnv of ``count`` worker-process envs seeded ``seed``, ``seed + 1``, ...
+
+    ``timeout``: seconds a worker may take to answer before it is restarted."""
+    envs = [ProcessEnv(timeout, **make_args, seed=seed + index) for index in range(count)]
     try:
         return BatchEnv(envs)
     except BaseException:

@@ -68,6 +68,14 @@ def _work(pipe, make_args, gl_backend):
         env.close()
 
 
+class WorkerFailure(RuntimeError):
+    """The worker process died, or did not answer within its timeout."""
+
+
+# A restarted worker's env is seeded apart from every earlier one.
+RESTART_SEED_STRIDE = 100_003
+
+
 class ProcessEnv:
     """The env built by ``make_env(**make_args)``, stepped in a child process.
 
@@ -75,10 +83,21 @@ class ProcessEnv:
     several workers start up concurrently; the first use waits for it.
     ``send`` and ``receive`` split a call in two, so that a caller can step
     many workers at once (see `dreamer_tf.envs.parallel.BatchEnv`).
+
+    A worker that dies, or (with ``timeout`` seconds) does not answer in
+    time, raises `WorkerFailure`; ``restart`` replaces it with a fresh one.
+    An exception inside the env is not a failure of the worker: it is raised
+    as a RuntimeError with the worker's traceback.
     """
 
-    def __init__(self, **make_args):
+    def __init__(self, timeout=None, **make_args):
         self.task = make_args.get('task')
+        self.timeout = timeout or None
+        self.make_args = make_args
+        self.restarts = 0
+        self._start(make_args)
+
+    def _start(self, make_args):
         context = multiprocessing.get_context('spawn')
         self.pipe, child = context.Pipe()
         self.process = context.Process(
@@ -87,6 +106,18 @@ class ProcessEnv:
         self.process.start()
         child.close()
         self._spaces = None
+
+    def restart(self):
+        """Kill the worker and start a new one, its env seeded differently."""
+        self._stop(wait=0)
+        self.restarts += 1
+        args = dict(self.make_args)
+        if args.get('seed') is not None:
+            args['seed'] = args['seed'] + RESTART_SEED_STRIDE * self.restarts
+        spaces = self._spaces
+        self._start(args)
+        if spaces is not None and self._ready() != spaces:
+            raise WorkerFailure(f'restarted worker for {self.task!r} has different spaces')
 
     @property
     def obs_space(self):
@@ -103,12 +134,18 @@ class ProcessEnv:
 
     def receive(self):
         """The result of the command sent last; raises the worker's errors."""
+        # Building an env (the first answer) may take longer than a step.
+        timeout = self.timeout and (self.timeout if self._spaces else max(self.timeout, 120))
         try:
+            if timeout and not self.pipe.poll(timeout):
+                raise WorkerFailure(
+                    f'environment worker for {self.task!r} did not answer within {timeout:g} s'
+                )
             status, payload = self.pipe.recv()
-        except (EOFError, ConnectionError):
-            code = self.process.exitcode
-            raise RuntimeError(
-                f'environment worker for {self.task!r} died (exit code {code})'
+        except (EOFError, ConnectionError, OSError):
+            self.process.join(timeout=1)
+            raise WorkerFailure(
+                f'environment worker for {self.task!r} died (exit code {self.process.exitcode})'
             ) from None
         if status == 'error':
             raise RuntimeError(f'environment worker for {self.task!r} failed:\n{payload}')
@@ -119,7 +156,10 @@ class ProcessEnv:
         if command not in ('reset', 'step'):
             raise ValueError(f"command must be 'reset' or 'step', got {command!r}")
         self._ready()
-        self.pipe.send((command, arg))
+        try:
+            self.pipe.send((command, arg))
+        except (BrokenPipeError, ConnectionError, OSError):
+            raise WorkerFailure(f'environment worker for {self.task!r} died') from None
 
     def reset(self):
         self.send('reset')
@@ -130,11 +170,15 @@ class ProcessEnv:
         return self.receive()
 
     def close(self):
+        self._stop(wait=5)
+
+    def _stop(self, wait):
         try:
             self.pipe.send(('close', None))
         except (BrokenPipeError, OSError):
             pass
-        self.process.join(timeout=5)
+        self.process.join(timeout=wait)
         if self.process.is_alive():
             self.process.kill()
+            self.process.join(timeout=5)
         self.pipe.close()

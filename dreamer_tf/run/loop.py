@@ -98,7 +98,7 @@ def env_from_config(config, seed, mode='train'):
     rendered = config.task.startswith('dmc_') and env.obs == 'vision'
     args = env_args(config, seed, mode)
     if env.process == 'on' or (env.process == 'auto' and rendered):
-        return ProcessEnv(**args)
+        return ProcessEnv(env.worker_timeout, **args)
     return make_env(**args)
 
 
@@ -115,7 +115,7 @@ def envs_from_config(config, count, seed, mode='train'):
         return BatchEnv([env_from_config(config, seed + i, mode) for i in range(count)])
     args = env_args(config, seed, mode)
     del args['seed']  # process_envs seeds each env
-    return process_envs(count, seed, **args)
+    return process_envs(count, seed, config.env.worker_timeout, **args)
 
 
 def random_action(act_space, rng):
@@ -195,6 +195,12 @@ def evaluate(agent, envs, episodes, explore=False, record=False):
         action = action.numpy()
         for i, out in zip(active, envs.step([action[i] for i in active], active)):
             obs[i] = out
+            if i in envs.restarted:
+                # A restarted worker's episode is played again from its new first step.
+                totals[i], lengths[i] = 0.0, 0
+                if kept is not None and i == 0:
+                    kept = [replay_step(out, np.zeros(envs.act_space.n, np.float32))]
+                continue
             totals[i] += float(out['reward'])
             lengths[i] += 1
             if kept is not None and i == 0:
@@ -336,6 +342,13 @@ def train(config: Config):
                 actions = list(action.numpy())
             obs = envs.step(actions)
             for worker, (out, action) in enumerate(zip(obs, actions)):
+                if worker in envs.restarted:
+                    # Its worker died or hung: the episode so far is dropped and
+                    # `out` is the first step of a new one (is_first resets the policy state).
+                    replay.drop_partial(worker)
+                    replay.add(replay_step(out, no_action), worker=worker)
+                    episode_return[worker], episode_length[worker] = 0.0, 0
+                    continue
                 replay.add(replay_step(out, action), worker=worker)
                 episode_return[worker] += float(out['reward'])
                 episode_length[worker] += 1
