@@ -201,6 +201,16 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     assert [(r['length'], r['step']) for r in records] == [(80, 160), (80, 160)]
     assert gif_size(tmp_path / 'videos' / 'eval_80.gif') == (64, 64)
     assert gif_size(tmp_path / 'videos' / 'dream_80.gif') == (3 * 64, 64)
+    # The same GIFs in TensorBoard's image dashboard (width, height, encoded bytes).
+    summaries = {}
+    for events in tmp_path.glob('events.out.tfevents.*'):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.tag.startswith('video/'):
+                    summaries[value.tag] = tf.make_ndarray(value.tensor)
+    assert summaries['video/eval'][:2].tolist() == [b'64', b'64']
+    assert summaries['video/dream'][:2].tolist() == [b'192', b'64']
+    assert summaries['video/eval'][2] == (tmp_path / 'videos' / 'eval_80.gif').read_bytes()
 
     eval_main([
         '--logdir', str(tmp_path), '--episodes', '3', '--envs', '2',

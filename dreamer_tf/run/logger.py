@@ -7,8 +7,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.image import plugin_data_pb2
 
 from dreamer_tf.fileio import read_jsonl, write_atomic
+
+# TensorBoard's image plugin metadata, as tf.summary.image writes it.
+IMAGE_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name='images', content=plugin_data_pb2.ImagePluginData(version=0).SerializeToString()
+    )
+)
 
 
 class Mean:
@@ -49,6 +58,14 @@ class Logger:
             for key, value in record.items():
                 if key not in ('step', 'time'):
                     tf.summary.scalar(key, value)
+        self.writer.flush()
+
+    def gif(self, tag, data, width, height, step):
+        """An animated GIF (its encoded bytes) in TensorBoard's image dashboard, which
+        stores encoded images as given (tf.summary.image's format) and plays GIFs."""
+        tensor = tf.constant([str(width), str(height), data])
+        with self.writer.as_default(step=int(step)):
+            tf.summary.write(tag, tensor, metadata=IMAGE_METADATA)
         self.writer.flush()
 
     def console(self, step, metrics, fields):

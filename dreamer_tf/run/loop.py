@@ -391,7 +391,7 @@ def train(config: Config):
                 if film:
                     last_video = step
                     steps = next(r['steps'] for r in results if 'steps' in r)
-                    save_videos(agent, steps, logdir / 'videos', step)
+                    save_videos(agent, steps, logdir / 'videos', step, logger)
             if step - last_log >= run.log_every:
                 last_log = step
                 metrics = {**train_metrics.result(), **episode_metrics.result()}
@@ -428,15 +428,21 @@ def suite_metrics(task, metrics):
     return {'crafter_score': crafter.score(rates)} if rates else {}
 
 
-def save_videos(agent, steps, directory, step):
-    """The evaluation episode and, with a decoder for images, the model's dream of it."""
+def save_videos(agent, steps, directory, step, logger=None):
+    """The evaluation episode and, with a decoder for images, the model's dream of it,
+    as GIFs in `directory` and (with `logger`) in TensorBoard's image dashboard."""
     key = image_key(agent.obs_space)
-    write_video(steps[key], directory / f'eval_{step}.gif')
+    videos = {'eval': steps[key]}
     # A dream needs a decoder for the image (Dreaming's contrastive models have
     # none) and an episode longer than the model's context.
     decoded = key in getattr(getattr(agent.wm, 'decoder', None), 'cnn_keys', ())
     if decoded and len(steps['is_first']) > DREAM_CONTEXT:
-        write_video(dream_frames(agent, steps, DREAM_CONTEXT), directory / f'dream_{step}.gif')
+        videos['dream'] = dream_frames(agent, steps, DREAM_CONTEXT)
+    for name, frames in videos.items():
+        path = directory / f'{name}_{step}.gif'
+        write_video(frames, path)
+        if logger is not None:
+            logger.gif(f'video/{name}', path.read_bytes(), frames.shape[2], frames.shape[1], step)
 
 
 def _rates(timer, step, updates):
