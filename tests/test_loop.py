@@ -15,11 +15,18 @@ import tensorflow as tf
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import load_config
-from dreamer_tf.run.loop import (
-    Counters, episode_logs, evaluate, load_run, replay_step, suite_metrics, train)
 from dreamer_tf.envs.crafter import achievements as crafter_achievements
 from dreamer_tf.reproduce.scores import crafter_score, crafter_success_rates
 from dreamer_tf.run.logger import EpisodeRecords
+from dreamer_tf.run.loop import (
+    Counters,
+    episode_logs,
+    evaluate,
+    load_run,
+    replay_step,
+    suite_metrics,
+    train,
+)
 from dreamer_tf.run.video import to_rgb, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
