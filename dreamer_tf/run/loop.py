@@ -230,7 +230,9 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
     the latest one. Returns (agent, config, BatchEnv, checkpoint path).
     """
     logdir = Path(logdir)
-    config = load_config([], {**Config.load(logdir / 'config.yaml').to_dict(), **dict(overrides)})
+    # Evaluation runs on one device, whatever devices the run trained on.
+    overrides = {'distribute.strategy': 'none', **dict(overrides)}
+    config = load_config([], {**Config.load(logdir / 'config.yaml').to_dict(), **overrides})
     path = checkpoint or tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
     if not path:
         raise FileNotFoundError(f'no checkpoint in {logdir / "checkpoints"}')
