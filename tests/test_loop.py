@@ -341,3 +341,12 @@ def test_training_survives_a_killed_worker(tmp_path, monkeypatch, capfd):
             assert first[0] and not first[1:].any() and last[-1] and not last[:-1].any()
     # Every stored episode has its record; the dropped one has neither.
     assert len(read_jsonl(tmp_path / 'stats.jsonl')) == len(episodes) > 0
+
+
+def test_logger_keeps_records_after_a_line_cut_short(tmp_path):
+    from dreamer_tf.fileio import read_jsonl as read_tolerant
+    from dreamer_tf.run.logger import Logger
+
+    (tmp_path / 'metrics.jsonl').write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    Logger(tmp_path).write(3, {'loss': 1.0})
+    assert [r['step'] for r in read_tolerant(tmp_path / 'metrics.jsonl')] == [1, 3]

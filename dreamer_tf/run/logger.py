@@ -48,6 +48,7 @@ class Logger:
     def __init__(self, logdir):
         self.path = Path(logdir) / 'metrics.jsonl'
         self.writer = tf.summary.create_file_writer(str(logdir))
+        _end_line(self.path)
 
     def write(self, step, metrics):
         record = {'step': int(step), 'time': time.time()}
@@ -107,3 +108,14 @@ class EpisodeRecords:
         record.update({k: float(v) for k, v in logs.items() if k.startswith('achievement_')})
         with open(self.path, 'a') as file:
             file.write(json.dumps(record) + '\n')
+
+
+def _end_line(path):
+    """End a last line cut short by a hard kill, so that the next record is not glued to it."""
+    if path.exists() and path.stat().st_size:
+        with open(path, 'rb') as file:
+            file.seek(-1, 2)
+            cut = file.read(1) != b'\n'
+        if cut:
+            with open(path, 'a') as file:
+                file.write('\n')
