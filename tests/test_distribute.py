@@ -35,26 +35,34 @@ preset, discrete = sys.argv[1], sys.argv[2] == 'discrete'
 obs_space = {'vector': Space((5,), np.float32)}
 act_space = ActSpace(True, 3) if discrete else ActSpace(False, 2)
 batch = synthetic_batch(obs_space, act_space, 4, 8)
-out = {}
+out, agents = {}, {}
 for strategy in ('none', 'mirrored'):
     config = load_config([preset, 'debug'], {'distribute.strategy': strategy, 'run.batch_size': 4})
     tf.random.set_seed(0)
-    agent = Agent(obs_space, act_space, config)
+    agent = agents[strategy] = Agent(obs_space, act_space, config)
     metrics = [{k: float(v) for k, v in agent.train(batch).items()} for _ in range(2)]
     out[strategy] = {
         'replicas': agent.strategy.num_replicas_in_sync if agent.strategy else 1,
         'metrics': metrics,
         'variables': {v.name: v.numpy().tolist() for v in agent.variables},
     }
+# The mirrored agent acts, and its checkpoint restores into a one-device agent.
+obs = {'vector': np.zeros((3, 5), np.float32), 'is_first': np.ones(3, bool)}
+action, _ = agents['mirrored'].policy(obs, agents['mirrored'].initial_state(3), explore=False)
+out['policy_shape'] = list(action.shape)
+path = tf.train.Checkpoint(agent=agents['mirrored']).save(sys.argv[3] + '/ckpt')
+fresh = Agent(obs_space, act_space, load_config([preset, 'debug'], {'run.batch_size': 4}))
+tf.train.Checkpoint(agent=fresh).restore(path).assert_existing_objects_matched()
+out['restored'] = {v.name: v.numpy().tolist() for v in fresh.variables}
 print(json.dumps(out))
 """
 
 
-def test_mirrored_update_equals_one_device_on_the_combined_batch():
+def test_mirrored_update_equals_one_device_on_the_combined_batch(tmp_path):
     """DreamerV3, continuous actions: the all-reduced gradients, split-invariant
     noise and gathered return percentiles give one device's update."""
     result = subprocess.run(
-        [sys.executable, '-c', COMPARE, 'dreamerv3', 'continuous'],
+        [sys.executable, '-c', COMPARE, 'dreamerv3', 'continuous', str(tmp_path)],
         check=False,
         capture_output=True,
         text=True,
@@ -73,6 +81,9 @@ def test_mirrored_update_equals_one_device_on_the_combined_batch():
         np.testing.assert_allclose(two['variables'][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
     # Two updates moved the weights: the comparison is not between initial values.
     assert one['metrics'][0]['model_loss'] != one['metrics'][1]['model_loss']
+    assert out['policy_shape'] == [3, 2]
+    for name, value in out['restored'].items():
+        np.testing.assert_array_equal(value, two['variables'][name], err_msg=name)
 
 
 def _config(**overrides):
