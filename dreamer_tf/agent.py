@@ -162,8 +162,10 @@ class Agent(tf.Module):
 
     @staticmethod
     def _gradients(opt, tape, loss):
-        grads = tape.gradient(opt.scale_loss(loss), opt.params)
-        return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, opt.params)]
+        # Zeros, not None, for weights a loss does not reach: replicas reduce every gradient.
+        return tape.gradient(
+            opt.scale_loss(loss), opt.params, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
 
     def _scope(self):
         return self.strategy.scope() if self.strategy else contextlib.nullcontext()

@@ -56,10 +56,7 @@ class Adam(tf.Module):
 
     def apply(self, grads):
         """Unscale, clip and apply `grads` (aligned with the variables); returns metrics."""
-        grads = [
-            tf.zeros_like(v) if g is None else tf.cast(g, tf.float32)
-            for g, v in zip(grads, self.params)
-        ]
+        grads = [tf.cast(g, tf.float32) for g in grads]
         if self.use_scale:
             grads = [g / self.scale for g in grads]
         norm = tf.linalg.global_norm(grads)

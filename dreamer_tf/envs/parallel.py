@@ -76,16 +76,14 @@ class BatchEnv:
             else:
                 done[index] = env.reset() if command == 'reset' else env.step(arg)
         for index in indices:
-            if index in done:
+            if index in done or index in failed:
                 continue
-            if index not in failed:
-                try:
-                    done[index] = self.envs[index].receive()
-                    self._failures[index] = 0
-                    continue
-                except WorkerFailure as error:
-                    failed[index] = error
-            done[index] = self._recover(index, failed[index])
+            try:
+                done[index] = self.envs[index].receive()
+                self._failures[index] = 0
+            except WorkerFailure as error:
+                failed[index] = error
+        done.update({index: self._recover(index, error) for index, error in failed.items()})
         return [done[i] for i in indices]
 
     def _recover(self, index, error):
