@@ -5,6 +5,15 @@ checkpointed with `tf.train.Checkpoint`, compiles under XLA, and needs none
 of Keras 3's optimizer machinery (whose `LossScaleOptimizer` offers no
 custom-step API, DESIGN.md).
 
+Where epsilon enters is a per-preset choice, because the papers' optimisers
+differ there (`eps_form`):
+- `keras` (tf.keras / TF1 Adam, which PlaNet, DreamerV1 and DreamerV2 used):
+  var -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), i.e. epsilon is
+  added before bias correction and acts as eps / sqrt(1 - b2^t) early on;
+- `optax` (optax.scale_by_adam, which DreamerV3's code uses):
+  var -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
+They agree once sqrt(1 - b2^t) is near 1 (some thousand steps at b2 = 0.999).
+
 A step whose gradients are not finite is skipped (no variable or slot
 changes) and counted in `skipped`. With `loss_scale=True` (float16) the
 loss is multiplied by a dynamic scale that halves after a non-finite step
@@ -14,6 +23,9 @@ and doubles after `growth_interval` finite ones.
 import re
 
 import tensorflow as tf
+
+
+EPS_FORMS = ('keras', 'optax')
 
 
 class Adam(tf.Module):
@@ -26,6 +38,7 @@ class Adam(tf.Module):
         clip=0.0,
         wd=0.0,
         wd_pattern=r'(^|/)w:\d+$',
+        eps_form='keras',
         beta1=0.9,
         beta2=0.999,
         loss_scale=False,
@@ -36,7 +49,10 @@ class Adam(tf.Module):
         self.params = list(variables)
         if not self.params:
             raise ValueError(f'optimizer {name} got no variables to train')
+        if eps_form not in EPS_FORMS:
+            raise ValueError(f'eps_form must be one of {EPS_FORMS}, got {eps_form!r}')
         self.lr, self.eps, self.clip, self.wd = lr, eps, clip, wd
+        self.eps_form = eps_form
         self.beta1, self.beta2 = beta1, beta2
         # Decay only weight matrices and kernels (`w`), not biases or norm scales,
         # as danijar/dreamerv2's `wd_pattern: kernel`.
@@ -76,14 +92,17 @@ class Adam(tf.Module):
     def _update(self, grads):
         step = self.step.assign_add(1)
         t = tf.cast(step, tf.float32)
-        lr = self.lr * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+        correct1, correct2 = 1 - self.beta1**t, 1 - self.beta2**t
+        lr = self.lr * tf.sqrt(correct2) / correct1
+        # optax's m_hat / (sqrt(v_hat) + eps) equals this form with eps * sqrt(1 - b2^t).
+        eps = self.eps if self.eps_form == 'keras' else self.eps * tf.sqrt(correct2)
         for var, g, m, v, decay in zip(self.params, grads, self.m, self.v, self.decayed):
             m.assign(self.beta1 * m + (1 - self.beta1) * g)
             v.assign(self.beta2 * v + (1 - self.beta2) * tf.square(g))
             if self.wd and decay:
                 # danijar/dreamerv2 common/other.py: var <- (1 - wd) var, not lr-scaled.
                 var.assign((1 - self.wd) * var)
-            var.assign_sub(lr * m / (tf.sqrt(v) + self.eps))
+            var.assign_sub(lr * m / (tf.sqrt(v) + eps))
         return tf.constant(True)
 
     def _skip(self):

@@ -243,6 +243,7 @@ def test_preset_trains_resumes_and_evaluates_on_dmc_vision(tmp_path, preset):
         'run.train_ratio': 0.0,
         'run.train_every': 10,
         'run.train_steps': 1,
+        'run.pretrain': 0,
         'run.eval_every': 200,
         'run.log_every': 100,
     }

@@ -23,7 +23,9 @@ from dreamer_tf.run.loop import (
     episode_logs,
     evaluate,
     load_run,
+    check_schedule,
     replay_step,
+    scheduled_updates,
     suite_metrics,
     train,
 )
@@ -83,6 +85,25 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     assert resumed.updates.numpy() > updates_before
     steps = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl')]
     assert max(steps) >= 200
+
+
+def test_update_schedules():
+    load = lambda *blocks, **o: load_config(list(blocks), o).run
+    # DreamerV2 on dm_control: 100 pretraining updates plus the first update at the end
+    # of prefill (danijar/dreamerv2 train.py), then one every 5 policy steps.
+    v2 = load('dreamerv2', 'dmc_proprio')
+    assert (v2.pretrain, v2.train_every, v2.train_steps) == (100, 5, 1)
+    assert [scheduled_updates(v2, s) for s in (0, 4, 5, 12)] == [101, 101, 102, 103]
+    # DreamerV1: 100 updates every 500 policy steps, the first 100 at once.
+    v1 = load('dreamerv1', 'dmc_proprio')
+    assert [scheduled_updates(v1, s) for s in (0, 499, 500)] == [100, 100, 200]
+    # DreamerV3: train ratio 512 over batches of 16 x 64 is one update per 2 policy steps.
+    v3 = load('dreamerv3', 'dmc_proprio')
+    assert [scheduled_updates(v3, s) for s in (0, 1, 2, 9)] == [0, 0, 1, 4]
+    with pytest.raises(ValueError, match='run.train_every'):
+        check_schedule(load('dreamerv1', **{'run.train_every': 0}))
+    with pytest.raises(ValueError, match='run.pretrain'):
+        check_schedule(load('dreamerv3', **{'run.pretrain': -1}))
 
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])

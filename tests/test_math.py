@@ -190,6 +190,20 @@ def test_adam_step_and_skip_nonfinite():
     assert opt.step.numpy() == 1
 
 
+def test_adam_epsilon_forms():
+    # One step with g = 0.01, lr 1, eps 0.1: m = 1e-3, v = 1e-7, m_hat = 0.01, v_hat = 1e-4.
+    # optax (DreamerV3): m_hat / (sqrt(v_hat) + eps) = 0.01 / 0.11.
+    # keras (V1/V2): sqrt(1 - 0.999) / (1 - 0.9) * m / (sqrt(v) + eps)
+    #   = 0.316228 * 1e-3 / (3.16228e-4 + 0.1) = 3.15234e-3.
+    expected = {'optax': 0.01 / 0.11, 'keras': 3.15234e-3}
+    for form, step in expected.items():
+        var = tf.Variable([0.0])
+        Adam([var], lr=1.0, eps=0.1, eps_form=form).apply([tf.constant([0.01])])
+        np.testing.assert_allclose(var.numpy(), [-step], rtol=1e-4)
+    with pytest.raises(ValueError, match='eps_form'):
+        Adam([tf.Variable([0.0])], lr=1.0, eps_form='torch')
+
+
 def test_adam_clip_and_loss_scale():
     var = tf.Variable([0.0, 0.0])
     opt = Adam([var], lr=1.0, clip=1.0, loss_scale=True)

@@ -251,7 +251,36 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
     return agent, config, batch, path
 
 
+def check_schedule(run):
+    """Fails early, naming the key, on a training schedule the loop cannot follow."""
+    if run.train_ratio < 0 or run.pretrain < 0:
+        raise ValueError(
+            f'run.train_ratio and run.pretrain must be >= 0, got {run.train_ratio} and {run.pretrain}'
+        )
+    if not run.train_ratio and (run.train_every < 1 or run.train_steps < 0):
+        raise ValueError(
+            'with run.train_ratio 0, updates follow run.train_every (>= 1 policy steps) and '
+            f'run.train_steps (>= 0); got {run.train_every} and {run.train_steps}'
+        )
+
+
+def scheduled_updates(run, since):
+    """Total updates due once `since` policy steps have followed prefill (>= 0).
+
+    V3: `train_ratio` replayed steps per policy step; V1/V2: `train_steps`
+    updates every `train_every` policy steps, the first batch right after
+    prefill. `pretrain` updates come on top, at the end of prefill. The loop
+    tops its update count up to this total, so a resumed run repeats nothing.
+    """
+    if run.train_ratio:
+        scheduled = int(since * run.train_ratio / (run.batch_size * run.batch_length))
+    else:
+        scheduled = (since // run.train_every + 1) * run.train_steps
+    return run.pretrain + scheduled
+
+
 def train(config: Config):
+    check_schedule(config.run)
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     logdir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +327,6 @@ def train(config: Config):
     train_metrics, episode_metrics = Mean(), Mean()
     dataset = None
     repeat = config.env.action_repeat
-    batch_steps = run.batch_size * run.batch_length
     prefill_policy_steps = -(-run.prefill // repeat)
     count = {k: int(v.numpy()) for k, v in counters.counts().items()}
     last_log = count['env_steps']
@@ -311,10 +339,7 @@ def train(config: Config):
             return 0
         # Policy steps since the end of prefill; N envs add N per batch step.
         since = count['policy_steps'] - prefill_policy_steps
-        if run.train_ratio:
-            # V3's ratio of replayed steps to policy steps.
-            return max(0, int(since * run.train_ratio / batch_steps) - count['updates'])
-        return max(0, (since // run.train_every + 1) * run.train_steps - count['updates'])
+        return max(0, scheduled_updates(run, since) - count['updates'])
 
     def save(force=False):
         if force or ckpt.due():
