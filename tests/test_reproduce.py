@@ -322,7 +322,12 @@ def test_train_commands_follow_the_protocol_and_resume(tmp_path):
         ('cartpole_swingup', 100000), ('reacher_easy', 500000), ('cartpole_swingup', 500000)]
     planet = reference.load('dmc_vision100k')
     command = launch.train_command(planet, 'planet', 'cartpole_swingup', 0, tmp_path, 100000)
-    assert command[-2:] == ('--env.action_repeat', '8')
+    # PlaNet's 100 updates per 1000 env steps: every 125 policy steps at action repeat 8.
+    assert command[-4:] == ('--env.action_repeat', '8', '--run.train_every', '125')
+    reacher = launch.train_command(planet, 'planet', 'reacher_easy', 0, tmp_path, 100000)
+    assert reacher[-4:] == ('--env.action_repeat', '4', '--run.train_every', '250')
+    dreamer = launch.train_command(planet, 'dreamerv1', 'cartpole_swingup', 0, tmp_path, 100000)
+    assert dreamer[-2:] == ('--env.action_repeat', '2')
     with pytest.raises(ValueError, match='--steps'):
         launch.budgets(reference.load('dmc_dreamingv2'))
     assert launch.budgets(reference.load('dmc_dreamingv2'), 20000) == [20000]

@@ -64,7 +64,7 @@ def train_command(benchmark, algo, task, seed, logdir, steps, configs=(), overri
     """
     user_keys = protocol.block_keys(configs, config_path)
     user_keys.update(arg[2:].split('=')[0] for arg in overrides if arg.startswith('--'))
-    stated = protocol.protocol_overrides(benchmark.entry(algo), task)
+    stated = protocol.protocol_overrides(benchmark, algo, task, config_path)
     command = [sys.executable, str(TRAIN), '--configs',
                *protocol.paper_presets(benchmark, algo), *configs,
                '--task', benchmark.task_name(task), '--seed', str(seed),

@@ -30,14 +30,26 @@ BOOKKEEPING = {
 SIZES = ('xs', 's', 'm', 'l', 'xl')
 
 
-def protocol_overrides(entry, task):
-    """Dotted settings the reference states for `task` beyond the entry's presets."""
+def protocol_overrides(benchmark, algo, task, config_path=None):
+    """Dotted settings the reference states for `task` beyond the algorithm's presets.
+
+    A stated action repeat also rescales a `train_every` schedule: PlaNet (one
+    episode of 1000 env steps per 100 updates) and DreamerV1 (`train_every`
+    1000 env steps) count env steps, which the presets state as policy steps at
+    their own action repeat.
+    """
+    entry = benchmark.entry(algo)
     if entry is None:
         return {}
     overrides = dict(entry.protocol.config)
     repeat = entry.protocol.action_repeat_for(task)
-    if repeat is not None:
-        overrides['env.action_repeat'] = repeat
+    if repeat is None:
+        return overrides
+    preset = load_config(paper_presets(benchmark, algo), overrides, path=config_path)
+    overrides['env.action_repeat'] = repeat
+    if not preset.run.train_ratio and repeat != preset.env.action_repeat:
+        env_steps = preset.run.train_every * preset.env.action_repeat
+        overrides['run.train_every'] = max(1, round(env_steps / repeat))
     return overrides
 
 
@@ -52,7 +64,7 @@ def paper_config(benchmark, algo, task, config_path=None):
 
     Raises dreamer_tf.config.ConfigError when a preset block does not exist (yet).
     """
-    overrides = protocol_overrides(benchmark.entry(algo), task)
+    overrides = protocol_overrides(benchmark, algo, task, config_path)
     overrides['task'] = benchmark.task_name(task)
     return load_config(paper_presets(benchmark, algo), overrides, path=config_path).flat()
 
