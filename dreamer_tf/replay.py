@@ -6,6 +6,12 @@ capacity in steps. Training sequences are sampled uniformly from the stored
 episodes viewed as one long concatenation, so a sequence may run from the end
 of one episode into the start of the next (the world model resets its state
 wherever ``is_first`` is True).
+
+With ``ongoing=True`` the episodes still being collected are sampled too, as
+DreamerV3's replay does (danijar/dreamerv3 ``embodied/replay``: a sequence
+becomes sampleable as soon as its last step is added), so the newest
+behaviour is trained on before its episode ends. PlaNet, DreamerV1 and
+DreamerV2 loaded finished episodes only.
 """
 
 import bisect
@@ -50,7 +56,7 @@ class Replay:
     from them after releasing the lock.
     """
 
-    def __init__(self, directory, capacity, seq_len, batch_size, seed=0):
+    def __init__(self, directory, capacity, seq_len, batch_size, seed=0, ongoing=False):
         if capacity < 1 or seq_len < 1 or batch_size < 1:
             raise ValueError(
                 f'capacity, seq_len and batch_size must be >= 1, got '
@@ -61,6 +67,7 @@ class Replay:
         self._seq_len = int(seq_len)
         self._batch_size = int(batch_size)
         self._rng = np.random.default_rng(seed)
+        self._ongoing = bool(ongoing)
         self._lock = threading.Lock()
         self._spec = None
         self._partial = {}  # worker -> {key: [array per step]}
@@ -78,6 +85,14 @@ class Replay:
         """Steps in stored, finished episodes."""
         with self._lock:
             return self._ends[-1] - self._begin if self._ends else 0
+
+    @property
+    def can_sample(self):
+        """Whether ``sample`` has a sequence to draw."""
+        with self._lock:
+            total = self._ends[-1] - self._begin if self._ends else 0
+            return total >= self._seq_len or self._ongoing and any(
+                len(steps['is_first']) >= self._seq_len for steps in self._partial.values())
 
     @property
     def num_episodes(self):
@@ -130,18 +145,34 @@ class Replay:
         """Returns a batch of sequences, arrays shaped [batch, seq_len, ...].
 
         Start positions are uniform over all ``num_steps - seq_len + 1``
-        positions of the stored episodes concatenated oldest to newest.
+        positions of the stored episodes concatenated oldest to newest and,
+        with ``ongoing``, the ``n - seq_len + 1`` positions of each episode in
+        progress that has ``n >= seq_len`` steps.
         """
         batch, length = self._batch_size, self._seq_len
         with self._lock:
             total = self._ends[-1] - self._begin if self._ends else 0
-            if total < length:
+            stored = max(0, total - length + 1)
+            partial = [
+                steps for steps in self._partial.values()
+                if self._ongoing and len(steps['is_first']) >= length]
+            bounds = np.cumsum(
+                [stored] + [len(steps['is_first']) - length + 1 for steps in partial])
+            if bounds[-1] == 0:
+                have = 'finished or ongoing' if self._ongoing else 'finished'
                 raise ValueError(
                     f'Cannot sample: need at least seq_len={length} steps of '
-                    f'finished episodes; have {total}.')
-            starts = self._begin + self._rng.integers(
-                0, total - length + 1, size=batch)
-            copies = self._plan_copies(starts.tolist())
+                    f'{have} episodes; have {total} finished.')
+            picks = self._rng.integers(0, bounds[-1], size=batch)
+            rows = np.flatnonzero(picks < stored)
+            copies = self._plan_copies((self._begin + picks[rows]).tolist(), rows.tolist())
+            # Slices of the lists of per-step arrays, which `add` never modifies.
+            ongoing = []
+            for row in np.flatnonzero(picks >= stored):
+                index = bisect.bisect_right(bounds, picks[row]) - 1
+                offset = picks[row] - bounds[index]
+                steps = partial[index]
+                ongoing.append((row, {k: v[offset:offset + length] for k, v in steps.items()}))
             spec = self._spec
         out = {
             key: np.empty((batch, length) + shape, dtype)
@@ -149,6 +180,9 @@ class Replay:
         for row, pos, episode, offset, size in copies:
             for key, array in out.items():
                 array[row, pos:pos + size] = episode[key][offset:offset + size]
+        for row, steps in ongoing:
+            for key, array in out.items():
+                array[row] = np.stack(steps[key])
         return out
 
     def dataset(self, prefetch=2):
@@ -174,7 +208,7 @@ class Replay:
             generate, output_signature=signature)
         return dataset.prefetch(prefetch)
 
-    def _plan_copies(self, starts):
+    def _plan_copies(self, starts, rows):
         """Splits each sequence into (row, pos, episode, offset, size) pieces.
 
         Looping over these pieces copies only the sampled steps, unlike a flat
@@ -182,7 +216,7 @@ class Replay:
         (gigabytes for images) every time an episode is added.
         """
         copies = []
-        for row, start in enumerate(starts):
+        for row, start in zip(rows, starts):
             index = bisect.bisect_right(self._ends, start)
             pos = 0
             while pos < self._seq_len:

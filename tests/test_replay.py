@@ -121,6 +121,35 @@ def test_sample_needs_seq_len_finished_steps(tmp_path):
         replay.sample()
 
 
+def test_ongoing_episodes_are_sampled_when_enabled(tmp_path):
+    # DreamerV3's replay: the steps of an episode in progress are sampleable.
+    replay = Replay(tmp_path / 'on', 1000, 8, 200, seed=2, ongoing=True)
+    off = Replay(tmp_path / 'off', 1000, 8, 2, ongoing=False)
+    for target in (replay, off):
+        add_episode(target, 10, 0)                   # finished: starts 0..2
+        for i in range(12):                          # worker 1, ongoing: starts 100..104
+            target.add(make_step(100 + i, first=i == 0), worker=1)
+        for i in range(7):                           # worker 2, shorter than seq_len
+            target.add(make_step(200 + i, first=i == 0), worker=2)
+    batch = replay.sample()
+    counts = batch['vector'][..., 0]
+    np.testing.assert_array_equal(np.diff(counts, axis=1), 1)  # contiguous, never across episodes
+    np.testing.assert_array_equal(batch['reward'], counts)
+    firsts = set(counts[:, 0].astype(int))
+    assert firsts <= {0, 1, 2, 100, 101, 102, 103, 104} and {0, 104} <= firsts
+    np.testing.assert_array_equal(batch['is_first'], np.isin(counts, [0, 100]))
+    assert set(off.sample()['vector'][:, 0, 0].astype(int)) <= {0, 1, 2}
+    # Before any episode has finished, the ongoing one alone can be sampled.
+    fresh = Replay(tmp_path / 'fresh', 1000, 8, 2, ongoing=True)
+    for i in range(7):
+        fresh.add(make_step(i, first=i == 0))
+    assert not fresh.can_sample
+    with pytest.raises(ValueError, match='finished or ongoing'):
+        fresh.sample()
+    fresh.add(make_step(7))
+    assert fresh.can_sample and fresh.sample()['vector'].shape == (2, 8, 5)
+
+
 def test_sequences_cross_into_the_next_episode(tmp_path):
     replay = Replay(tmp_path, 1000, 8, 64)
     lengths = [3, 4, 1, 5, 2, 6]
@@ -312,8 +341,9 @@ def test_dataset_yields_batches_with_stored_dtypes(tmp_path):
     assert latest >= 10
 
 
-def test_sampling_in_a_thread_while_adding(tmp_path):
-    replay = Replay(tmp_path, 60, 8, 4)
+@pytest.mark.parametrize('ongoing', [False, True])
+def test_sampling_in_a_thread_while_adding(tmp_path, ongoing):
+    replay = Replay(tmp_path, 60, 8, 4, ongoing=ongoing)
     add_episode(replay, 8, 0)
     errors, done = [], threading.Event()
 
@@ -329,8 +359,8 @@ def test_sampling_in_a_thread_while_adding(tmp_path):
 
     thread = threading.Thread(target=sample_loop)
     thread.start()
-    for start in range(8, 400, 7):  # Evicts old episodes as it goes.
-        add_episode(replay, 7, start)
+    for start in range(8, 400, 11):  # Evicts old episodes as it goes.
+        add_episode(replay, 11, start)
     done.set()
     thread.join()
     assert not errors

@@ -303,6 +303,7 @@ def train(config: Config):
         run.batch_length,
         run.batch_size,
         seed=config.seed,
+        ongoing=run.replay_ongoing,
     )
     agent = Agent(envs.obs_space, envs.act_space, config)
     counters = Counters()
@@ -335,7 +336,7 @@ def train(config: Config):
     timer = {'time': time.time(), 'env_steps': last_log, 'updates': count['updates']}
 
     def updates_due():
-        if count['env_steps'] < run.prefill or replay.num_steps < run.batch_length:
+        if count['env_steps'] < run.prefill or not replay.can_sample:
             return 0
         # Policy steps since the end of prefill; N envs add N per batch step.
         since = count['policy_steps'] - prefill_policy_steps
