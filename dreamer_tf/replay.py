@@ -84,15 +84,13 @@ class Replay:
     def num_steps(self):
         """Steps in stored, finished episodes."""
         with self._lock:
-            return self._ends[-1] - self._begin if self._ends else 0
+            return self._stored_steps()
 
     @property
     def can_sample(self):
         """Whether ``sample`` has a sequence to draw."""
         with self._lock:
-            total = self._ends[-1] - self._begin if self._ends else 0
-            return total >= self._seq_len or self._ongoing and any(
-                len(steps['is_first']) >= self._seq_len for steps in self._partial.values())
+            return self._start_positions()[2][-1] > 0
 
     @property
     def num_episodes(self):
@@ -151,18 +149,12 @@ class Replay:
         """
         batch, length = self._batch_size, self._seq_len
         with self._lock:
-            total = self._ends[-1] - self._begin if self._ends else 0
-            stored = max(0, total - length + 1)
-            partial = [
-                steps for steps in self._partial.values()
-                if self._ongoing and len(steps['is_first']) >= length]
-            bounds = np.cumsum(
-                [stored] + [len(steps['is_first']) - length + 1 for steps in partial])
+            stored, partial, bounds = self._start_positions()
             if bounds[-1] == 0:
                 have = 'finished or ongoing' if self._ongoing else 'finished'
                 raise ValueError(
                     f'Cannot sample: need at least seq_len={length} steps of '
-                    f'{have} episodes; have {total} finished.')
+                    f'{have} episodes; have {self._stored_steps()} finished.')
             picks = self._rng.integers(0, bounds[-1], size=batch)
             rows = np.flatnonzero(picks < stored)
             copies = self._plan_copies((self._begin + picks[rows]).tolist(), rows.tolist())
@@ -207,6 +199,21 @@ class Replay:
         dataset = tf.data.Dataset.from_generator(
             generate, output_signature=signature)
         return dataset.prefetch(prefetch)
+
+    def _stored_steps(self):
+        return self._ends[-1] - self._begin if self._ends else 0
+
+    def _start_positions(self):
+        """Sequence starts, under the lock: (count in the stored episodes, the
+        ongoing episodes that hold a sequence, cumulative start counts beginning
+        with the stored ones)."""
+        length = self._seq_len
+        stored = max(0, self._stored_steps() - length + 1)
+        partial = [
+            steps for steps in self._partial.values()
+            if len(steps['is_first']) >= length] if self._ongoing else []
+        bounds = np.cumsum([stored] + [len(steps['is_first']) - length + 1 for steps in partial])
+        return stored, partial, bounds
 
     def _plan_copies(self, starts, rows):
         """Splits each sequence into (row, pos, episode, offset, size) pieces.
@@ -297,8 +304,7 @@ class Replay:
         start = self._ends[-1] if self._ends else self._begin
         self._episodes.append(episode)
         self._ends.append(start + len(episode['is_first']))
-        while (len(self._episodes) > 1
-               and self._ends[-1] - self._begin > self._capacity):
+        while len(self._episodes) > 1 and self._stored_steps() > self._capacity:
             self._episodes.pop(0)
             self._begin = self._ends.pop(0)
 
