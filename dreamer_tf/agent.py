@@ -197,21 +197,23 @@ class Agent(tf.Module):
         """Recurrent policy state: (RSSM latent, previous action)."""
         return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))
 
-    def policy(self, obs, state, explore=True, env_steps=0):
+    def policy(self, obs, state, explore=True, env_steps=0, noise=True):
         """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state).
 
-        With `explore`, the action is sampled and then perturbed by the
-        exploration noise at `env_steps` (`exploration`), if the config has any.
+        With `explore`, the latent and the action are sampled, and with `noise`
+        the action is then perturbed by the exploration noise at `env_steps`
+        (`exploration`), if the config has any. Without `noise` this is
+        DreamerV3's evaluation policy (`run.eval_policy: sample`).
         """
         obs = {
             k: tf.convert_to_tensor(v)
             for k, v in obs.items()
             if k in self.obs_space or k == 'is_first'
         }
-        noise = None
-        if explore and self.config.run.expl_noise:
-            noise = tf.constant(self.exploration(env_steps), tf.float32)
-        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore, noise)
+        amount = None
+        if explore and noise and self.config.run.expl_noise:
+            amount = tf.constant(self.exploration(env_steps), tf.float32)
+        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore, amount)
 
     def exploration(self, env_steps):
         """The exploration amount after `env_steps` env steps: `run.expl_noise`,

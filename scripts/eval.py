@@ -1,7 +1,7 @@
 """Evaluate a trained run: `python scripts/eval.py --logdir runs/pong --episodes 10`.
 
 Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
-episodes with the deterministic policy (or --explore to sample), and prints
+episodes with the run's run.eval_policy (or --policy), and prints
 mean ± std of the returns. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
 (.gif, or .mp4 with imageio-ffmpeg; checked before playing). --json writes
@@ -15,6 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from dreamer_tf.config import EVAL_POLICIES
 from dreamer_tf.fileio import write_json  # noqa: E402
 
 
@@ -23,7 +24,9 @@ def parse(argv):
     parser.add_argument('--logdir', required=True, help='run directory written by train.py')
     parser.add_argument('--checkpoint', default=None, help='checkpoint path (default: latest)')
     parser.add_argument('--episodes', type=int, default=10)
-    parser.add_argument('--explore', action='store_true', help='sample actions, not modes')
+    parser.add_argument('--policy', choices=EVAL_POLICIES, default=None,
+                        help="modes, or latent and action drawn without exploration noise "
+                        "(default: the run's run.eval_policy)")
     parser.add_argument('--envs', type=int, default=1, help='envs stepped in lockstep')
     parser.add_argument(
         '--seed', type=int, default=None, help='env seed (default: run seed + 20000)'
@@ -78,11 +81,12 @@ def main(argv=None):
         envs.close()
         sys.exit('error: --dream needs a decoder; the Dreaming presets have none (use --video)')
     try:
-        results = evaluate(agent, envs, args.episodes, explore=args.explore, record=record)
+        policy = args.policy or config.run.eval_policy
+        results = evaluate(agent, envs, args.episodes, policy, record)
     finally:
         envs.close()
     returns = np.array([r['return'] for r in results])
-    mode = 'stochastic' if args.explore else 'deterministic'
+    mode = {'mode': 'deterministic', 'sample': 'sampled'}[policy]
     print(f'{config.task}: checkpoint {path}')
     print(
         f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '

@@ -106,6 +106,14 @@ def test_update_schedules():
         check_schedule(load('dreamerv3', **{'run.pretrain': -1}))
 
 
+def test_an_unknown_evaluation_policy_fails_before_training(tmp_path):
+    config = load_config(['dreamerv3', 'gym', 'debug'],
+                         {'run.eval_policy': 'greedy', 'logdir': str(tmp_path / 'run')})
+    with pytest.raises(ValueError, match=r"run.eval_policy must be one of \('mode', 'sample'\)"):
+        train(config)
+    assert not (tmp_path / 'run').exists()
+
+
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
 def test_resume_after_kill(tmp_path, sig):
     cmd = [

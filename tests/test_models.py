@@ -152,6 +152,22 @@ def test_preset_two_updates(preset, suite, obs_space, discrete):
             assert np.all(np.abs(action.numpy()) <= 1.0)
 
 
+def test_sampled_evaluation_policy_leaves_out_the_exploration_noise():
+    """`noise=False` samples the actor without DreamerV1's additive exploration noise,
+    which at amount 100 clips nearly every action to a bound (the untrained tanh
+    actor alone reaches float32's 1.0 on about 15% of these inputs)."""
+    config = load_config(['dreamerv1', 'debug'], {'run.expl_noise': 100.0})
+    obs_space, act_space = {'vector': Space((4,), np.float32)}, ActSpace(False, 3)
+    agent = Agent(obs_space, act_space, config)
+    obs = {'vector': np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32),
+           'is_first': np.ones(64, bool)}
+    at_bound = {}
+    for noise in (True, False):
+        action, _ = agent.policy(obs, agent.initial_state(64), explore=True, noise=noise)
+        at_bound[noise] = np.mean(np.abs(action.numpy()) == 1.0)
+    assert at_bound[True] > 0.9 and at_bound[False] < 0.5, at_bound
+
+
 def test_keras_free_variables_are_tracked():
     # Guard against the Keras-3-in-tf.Module trap (DESIGN.md): every weight is tracked.
     config = load_config(['dreamerv3', 'debug'])

@@ -34,7 +34,7 @@ def script(name):
 
 
 def make_run(path, blocks, task, seed=0, evals=(), exact=(), last_step=None, overrides=None,
-             torn=False):
+             torn=False, exact_policy='mode'):
     """A run directory as the training loop leaves it: config.yaml and metrics.jsonl."""
     path.mkdir(parents=True)
     config = load_config(blocks, {'task': task, 'seed': seed, 'logdir': str(path),
@@ -49,7 +49,7 @@ def make_run(path, blocks, task, seed=0, evals=(), exact=(), last_step=None, ove
         if torn:
             file.write('{"step": 99999, "eval_ret')  # a line cut short by kill -9
     for step, returns in exact:
-        record_checkpoint_eval(path, step, returns)
+        record_checkpoint_eval(path, step, returns, policy=exact_policy)
     return path
 
 
@@ -108,6 +108,17 @@ def test_unknown_names_list_the_valid_ones():
         benchmark.check_algo('dreamerv9')
     with pytest.raises(reference.ReferenceDataError, match='cartpole_swingup, cheetah_run'):
         launch.check_tasks(benchmark, 'dreamerv3', ['cartpole_balance'])
+
+
+def test_a_malformed_protocol_names_file_and_field(tmp_path):
+    text = (reference.DIRECTORY / 'dmc_proprio.yaml').read_text()
+    assert 'eval_policy: sample' in text
+    path = tmp_path / 'bad.yaml'
+    path.write_text(text.replace('eval_policy: sample', 'eval_policy: greedy'))
+    with pytest.raises(reference.ReferenceDataError,
+                       match=r"bad.yaml: dreamerv3: protocol: eval_policy must be one of "
+                             r"\('mode', 'sample'\) or null, got 'greedy'"):
+        reference._read_file(path)
 
 
 # ---------------------------------------------------------------- scores
@@ -182,6 +193,37 @@ def test_runs_skip_torn_lines_and_prefer_exact_checkpoint_evals(tmp_path):
     assert 'end of the loop iteration that reached 100,000' in value.note
 
 
+def test_evaluation_policy_is_compared_per_scored_evaluation(tmp_path):
+    """The policy recorded with each checkpoint evaluation (the run's config for the
+    loop's own), not the run's current setting, is compared with the paper's."""
+    benchmark = reference.load('dmc_proprio100k')
+    blocks = ['dreamerv3', 'dmc_proprio']
+    # Trained with modes, its 100k checkpoint re-scored with sampled actions.
+    make_run(tmp_path / 'a', blocks, 'dmc_reacher_easy', evals=[(96000, 5.0)],
+             last_step=100000, exact=[(100000, [600.0])], exact_policy='sample')
+    run = read_run(tmp_path / 'a')
+    assert [e.policy for e in run.evals] == ['mode', 'sample']
+    assert read_jsonl(run.path / CHECKPOINT_EVALS)[0]['policy'] == 'sample'
+    found, _ = report.deviations(benchmark, 'dreamerv3', 'reacher_easy', [run])
+    assert not any(line.startswith('evaluation policy') for line in found)
+    # A record written before the policy was recorded was scored with modes.
+    make_run(tmp_path / 'b', blocks, 'dmc_reacher_easy', last_step=100000,
+             exact=[(100000, [600.0])])
+    lines = read_jsonl(tmp_path / 'b' / CHECKPOINT_EVALS)
+    del lines[0]['policy']
+    (tmp_path / 'b' / CHECKPOINT_EVALS).write_text(json.dumps(lines[0]) + '\n')
+    found, _ = report.deviations(benchmark, 'dreamerv3', 'reacher_easy',
+                                 [read_run(tmp_path / 'b')])
+    assert 'evaluation policy: ours mode, paper sample (latent and action sampled)' in found
+    # Where the reference states no policy, it is listed as not checked.
+    dreaming = reference.load('dmc_dreamingv2')
+    make_run(tmp_path / 'c', ['dreamerv2', 'dmc_vision'], 'dmc_reacher_easy',
+             evals=[(5000, 1.0)])
+    _, unverified = report.deviations(dreaming, 'dreamerv2', 'reacher_easy',
+                                      [read_run(tmp_path / 'c')])
+    assert "evaluation policy: ours mode, paper's not stated in the reference data" in unverified
+
+
 def test_config_differences_are_computed_from_the_config():
     paper = load_config(['dreamerv3', 'dmc_proprio']).flat()
     ours = load_config(['dreamerv3', 'dmc_proprio', 'cpu'], {'seed': 3}).flat()
@@ -234,6 +276,7 @@ def test_report_table_deviations_and_plot(tmp_path):
     assert '- run.batch_length: ours 32, paper 64' in text
     assert "seeds: ours 2 (0, 1), paper's seed count not stated" in text
     assert 'evaluation episodes: ours 5' in text
+    assert '- evaluation policy: ours mode, paper sample (latent and action sampled)' in text
     assert f'{tmp_path / "d"}: same algorithm, task and seed' in text
     row = table_row(text, 'dreamerv3', "mean over the paper's DMC proprio tasks")
     assert row[3] == f'{(580 + 150) / 2:.1f}' and row[6].startswith('no:')
@@ -244,7 +287,8 @@ def test_report_table_deviations_and_plot(tmp_path):
 def test_report_on_the_papers_preset_has_no_config_deviation(tmp_path):
     benchmark = reference.load('dmc_proprio100k')
     make_run(tmp_path / 'r', ['dreamerv3', 'dmc_proprio'], 'dmc_walker_walk',
-             evals=[(100000, 475.0)], overrides={'run.eval_every': 10000})
+             evals=[(100000, 475.0)],
+             overrides={'run.eval_every': 10000, 'run.eval_policy': 'sample'})
     text = report.build(benchmark, find_runs([tmp_path / 'r']), tmp_path / 'out').read_text()
     section = text.split('### dreamerv3 on walker_walk')[1].split('Not checked')[0]
     assert '- none found in the config' in section
@@ -306,13 +350,14 @@ def test_train_commands_follow_the_protocol_and_resume(tmp_path):
     command = stages[0].train
     assert command[1].endswith('scripts/train.py')
     assert command[2:6] == ('--configs', 'dreamerv3', 'dmc_proprio', '--task')
-    assert ('--run.train_ratio', '512.0') == command[-2:]
+    assert command[-4:] == ('--run.train_ratio', '512.0', '--run.eval_policy', 'sample')
     assert stages[0].logdir == tmp_path / 'dreamerv3_reacher_easy_s0'
     assert stages[0].evaluate[-3:] == (str(stages[0].logdir), '--checkpoint', '100000')
     # The user's blocks and overrides win over the protocol's stated settings.
     cpu = launch.train_command(benchmark, 'dreamerv3', 'reacher_easy', 0, tmp_path, 100000,
                                ['cpu'], ['--run.eval_every', '10000'])
     assert '--run.train_ratio' not in cpu and cpu[-2:] == ('--run.eval_every', '10000')
+    assert cpu[-4:-2] == ('--run.eval_policy', 'sample')
     assert cpu[2:6] == ('--configs', 'dreamerv3', 'dmc_proprio', 'cpu')
     # A stage whose checkpoint evaluation exists is done; calling again resumes after it.
     make_run(stages[0].logdir, ['dreamerv3', 'dmc_proprio'], 'dmc_reacher_easy',

@@ -17,6 +17,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from dreamer_tf.config import EVAL_POLICIES
+
 __all__ = [
     'FINAL',
     'Aggregate',
@@ -65,6 +67,7 @@ class Protocol:
     seeds: int | None
     presets: tuple  # configs.yaml blocks that hold the paper's hyperparameters
     config: Mapping = field(default_factory=dict)  # dotted keys the source states beyond them
+    eval_policy: str | None = None  # run.eval_policy of the authors' evaluation; None: not stated
 
     def action_repeat_for(self, task):
         if isinstance(self.action_repeat, Mapping):
@@ -234,7 +237,11 @@ def _entry(item, checkpoints, where):
         seeds=_get(proto, 'seeds', where),
         presets=tuple(_get(proto, 'presets', where)),
         config=dict(proto.get('config') or {}),
+        eval_policy=proto.get('eval_policy'),
     )
+    if protocol.eval_policy not in EVAL_POLICIES + (None,):
+        raise ReferenceDataError(f'{where}: protocol: eval_policy must be one of '
+                                 f'{EVAL_POLICIES} or null, got {protocol.eval_policy!r}')
     aggregates = {}
     for name, spec in _mapping(item.get('aggregates', {}), f'{where}: aggregates').items():
         tasks = spec.get('tasks')

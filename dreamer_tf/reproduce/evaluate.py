@@ -4,11 +4,12 @@ The training loop evaluates every run.eval_every steps counted from the end of
 prefill, which rarely lands on a benchmark checkpoint such as 100k. The
 reproduction trains to each checkpoint (`--run.steps`), the loop saves a
 checkpoint when it stops there, and this module scores that checkpoint as the
-loop's own evaluation does (deterministic policy, min(env.envs, episodes) eval
-envs seeded from seed + 10000):
-`python -m dreamer_tf.reproduce.evaluate RUN_DIR [--checkpoint STEP] [--episodes N]`.
-The result goes to RUN_DIR/checkpoint_evals.jsonl. Unlike the rest of the
-package, this imports TensorFlow.
+loop's own evaluation does (the run's run.eval_policy unless --policy says
+otherwise, min(env.envs, episodes) eval envs seeded from seed + 10000):
+`python -m dreamer_tf.reproduce.evaluate RUN_DIR [--checkpoint STEP] [--episodes N]
+[--policy mode|sample]`. The result, with the policy used, goes to
+RUN_DIR/checkpoint_evals.jsonl. Unlike the rest of the package, this imports
+TensorFlow.
 """
 
 import argparse
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from dreamer_tf.config import EVAL_POLICIES
 
 # Where tf.train.Checkpoint(agent=..., counters=Counters()) keeps the env step count.
 ENV_STEPS = 'counters/env_steps/.ATTRIBUTES/VARIABLE_VALUE'
@@ -30,6 +33,8 @@ def main(argv=None):
                         "the checkpoint's env step)")
     parser.add_argument('--episodes', type=int, default=0,
                         help="evaluation episodes (default: the run's run.eval_episodes)")
+    parser.add_argument('--policy', choices=EVAL_POLICIES,
+                        help="evaluation policy (default: the run's run.eval_policy)")
     args = parser.parse_args(argv)
     config_path = args.run_dir / 'config.yaml'
     if not config_path.is_file():
@@ -48,6 +53,8 @@ def main(argv=None):
 
     saved = Config.load(config_path).to_dict()
     episodes = args.episodes or saved['run']['eval_episodes']
+    # A config.yaml written before run.eval_policy existed evaluated with modes.
+    policy = args.policy or saved['run'].get('eval_policy', 'mode')
     # A config.yaml written before env.envs existed ran one env.
     count = min(saved['env'].get('envs', 1), episodes)
     try:
@@ -61,11 +68,11 @@ def main(argv=None):
         if args.checkpoint is not None and step < args.checkpoint:
             sys.exit(f'{args.run_dir}: the checkpoint is at {step:,} env steps, before '
                      f'{args.checkpoint:,}: training stopped early')
-        returns = [result['return'] for result in evaluate(agent, envs, episodes)]
+        returns = [result['return'] for result in evaluate(agent, envs, episodes, policy)]
     finally:
         envs.close()
-    record_checkpoint_eval(args.run_dir, step, returns, args.checkpoint)
-    print(f'{args.run_dir}: {episodes} episodes at {step:,} env steps, '
+    record_checkpoint_eval(args.run_dir, step, returns, args.checkpoint, policy)
+    print(f'{args.run_dir}: {episodes} episodes ({policy} policy) at {step:,} env steps, '
           f'return {sum(returns) / len(returns):.1f}', flush=True)
 
 

@@ -21,6 +21,7 @@ BOOKKEEPING = {
     'run.steps': 'the steps reached are reported against the checkpoints',
     'run.eval_every': 'the step of each evaluation used is reported',
     'run.eval_episodes': "compared with the paper's evaluation episodes separately",
+    'run.eval_policy': "compared with the paper's evaluation policy separately, per evaluation",
     'run.log_every': 'how often metrics are written',
     'run.save_every_secs': 'how often checkpoints are written',
     'jit': 'XLA compiles the same computation',
@@ -31,7 +32,8 @@ SIZES = ('xs', 's', 'm', 'l', 'xl')
 
 
 def protocol_overrides(benchmark, algo, task, config_path=None):
-    """Dotted settings the reference states for `task` beyond the algorithm's presets.
+    """Dotted settings the reference states for `task` beyond the algorithm's presets,
+    its evaluation policy included.
 
     A stated action repeat also rescales a `train_every` schedule: PlaNet (one
     episode of 1000 env steps per 100 updates) and DreamerV1 (`train_every`
@@ -42,6 +44,8 @@ def protocol_overrides(benchmark, algo, task, config_path=None):
     if entry is None:
         return {}
     overrides = dict(entry.protocol.config)
+    if entry.protocol.eval_policy:
+        overrides['run.eval_policy'] = entry.protocol.eval_policy
     repeat = entry.protocol.action_repeat_for(task)
     if repeat is None:
         return overrides

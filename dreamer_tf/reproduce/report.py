@@ -20,6 +20,12 @@ from dreamer_tf.reproduce import plots, protocol, scores
 from dreamer_tf.fileio import write_atomic
 
 
+POLICY_WORDS = {
+    'mode': 'posterior and actor modes',
+    'sample': 'latent and action sampled',
+}
+
+
 @dataclass
 class Value:
     """One run's score standing for one checkpoint."""
@@ -207,11 +213,28 @@ def deviations(benchmark, algo, task, group, config_path=None):
             unverified.append(f"{text}, paper's not stated in the reference data")
         elif episodes != [stated.eval_episodes]:
             found.append(f'{text}, paper {stated.eval_episodes}')
+        policies = sorted({item.policy for run in group for item in _scored_evals(benchmark, run)})
+        text = f'evaluation policy: ours {", ".join(policies) or "none yet"}'
+        if stated is None or stated.eval_policy is None:
+            unverified.append(f"{text}, paper's not stated in the reference data")
+        elif policies and policies != [stated.eval_policy]:
+            found.append(f'{text}, paper {stated.eval_policy} ({POLICY_WORDS[stated.eval_policy]})')
     if stated is not None and stated.action_repeat_for(task) is None:
         repeats = sorted({run.config.get('env.action_repeat') for run in group}, key=str)
         unverified.append(f'action repeat: ours {", ".join(map(str, repeats))}, the reference '
                           'data does not state the paper\'s (compared with the preset above)')
     return found, unverified
+
+
+def _scored_evals(benchmark, run):
+    """The evaluations of `run` that stand for the benchmark's checkpoints."""
+    found = []
+    for checkpoint in benchmark.checkpoints:
+        if checkpoint == FINAL:
+            found += run.evals[-1:]
+        elif (item := run.eval_at(checkpoint)) is not None:
+            found.append(item)
+    return found
 
 
 def _scoped(lines, runs):

@@ -33,6 +33,7 @@ class Eval:
     mean: float
     std: float | None
     checkpoint: int | None = None  # the benchmark checkpoint the checkpoint evaluator made it for
+    policy: str = 'mode'  # run.eval_policy: mode | sample
 
 
 @dataclass
@@ -82,14 +83,17 @@ def read_run(path):
         raise RunError(f'{config_path}: expected a mapping')
     metrics = read_jsonl(path / 'metrics.jsonl')
     made = read_jsonl(path / CHECKPOINT_EVALS)
+    config = Config(data).flat()
+    # Records and configs from before run.eval_policy existed were evaluated with modes.
+    policy = config.get('run.eval_policy', 'mode')
     evals = [
-        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'))
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), policy=policy)
         for r in metrics
         if 'eval_return' in r
     ]
     evals += [
         Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'),
-             int(r.get('checkpoint', r['step'])))
+             int(r.get('checkpoint', r['step'])), r.get('policy', 'mode'))
         for r in made
     ]
     # At equal steps the checkpoint evaluation sorts last, so that it is "the latest".
@@ -97,7 +101,7 @@ def read_run(path):
     steps = [int(r['step']) for r in metrics + made if 'step' in r]
     return Run(
         path=path,
-        config=Config(data).flat(),
+        config=config,
         evals=evals,
         last_step=max(steps, default=0),
         crafter_episodes=read_jsonl(path / CRAFTER_STATS),
@@ -118,9 +122,10 @@ def find_runs(paths):
     return runs
 
 
-def record_checkpoint_eval(run_dir, step, returns, checkpoint=None):
-    """Store an evaluation made at env step `step` for the benchmark checkpoint
-    `checkpoint` (default: `step`), replacing one made for the same checkpoint.
+def record_checkpoint_eval(run_dir, step, returns, checkpoint=None, policy='mode'):
+    """Store an evaluation made at env step `step` with run.eval_policy `policy`
+    for the benchmark checkpoint `checkpoint` (default: `step`), replacing one
+    made for the same checkpoint.
 
     The two differ when the loop's last iteration steps past the checkpoint
     (several envs, action repeat)."""
@@ -135,6 +140,7 @@ def record_checkpoint_eval(run_dir, step, returns, checkpoint=None):
         'eval_return': float(np.mean(returns)),
         'eval_return_std': float(np.std(returns)),
         'episodes': len(returns),
+        'policy': policy,
     })
     records.sort(key=lambda r: r['step'])
     write_atomic(path, ''.join(json.dumps(r) + '\n' for r in records))

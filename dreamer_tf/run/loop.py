@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.config import Config, load_config
+from dreamer_tf.config import EVAL_POLICIES, Config, load_config
 from dreamer_tf.envs import crafter, make_env
 from dreamer_tf.envs.parallel import BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
@@ -170,17 +170,23 @@ class Checkpointer:
         self.last = time.time()
 
 
-def evaluate(agent, envs, episodes, explore=False, record=False):
+def check_eval_policy(policy):
+    if policy not in EVAL_POLICIES:
+        raise ValueError(f'run.eval_policy must be one of {EVAL_POLICIES}, got {policy!r}')
+
+
+def evaluate(agent, envs, episodes, policy='mode', record=False):
     """Runs `episodes` episodes of the policy on a BatchEnv, all envs in lockstep.
 
     Env i runs a fixed share of the episodes (not "the first `episodes` to
-    finish", which would favour short episodes). The policy acts
-    deterministically (modes) unless `explore`.
+    finish", which would favour short episodes). `policy` is one of
+    EVAL_POLICIES.
 
     Returns one dict per episode: `return`, `length` (env steps), the
     episode's `log_` values, and with `record` the first episode of env 0
     also holds `steps`: its transitions in replay form (dict of [T, ...]).
     """
+    check_eval_policy(policy)
     count = len(envs)
     quota = [episodes // count + (i < episodes % count) for i in range(count)]
     repeat = agent.config.env.action_repeat
@@ -191,7 +197,8 @@ def evaluate(agent, envs, episodes, explore=False, record=False):
     results = []
     active = [i for i in range(count) if quota[i]]
     while active:
-        action, state = agent.policy(stack_obs(obs, envs.obs_space), state, explore=explore)
+        action, state = agent.policy(
+            stack_obs(obs, envs.obs_space), state, explore=policy == 'sample', noise=False)
         action = action.numpy()
         for i, out in zip(active, envs.step([action[i] for i in active], active)):
             obs[i] = out
@@ -281,6 +288,7 @@ def scheduled_updates(run, since):
 
 def train(config: Config):
     check_schedule(config.run)
+    check_eval_policy(config.run.eval_policy)
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     logdir.mkdir(parents=True, exist_ok=True)
@@ -410,7 +418,7 @@ def train(config: Config):
             if step - last_eval >= run.eval_every and step >= run.prefill:
                 last_eval = step
                 film = bool(run.video_every) and step - last_video >= run.video_every
-                results = evaluate(agent, eval_envs, run.eval_episodes, record=film)
+                results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film)
                 returns = [r['return'] for r in results]
                 logger.write(
                     step, {'eval_return': np.mean(returns), 'eval_return_std': np.std(returns)}
