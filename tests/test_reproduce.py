@@ -204,6 +204,7 @@ def test_evaluation_policy_is_compared_per_scored_evaluation(tmp_path):
     run = read_run(tmp_path / 'a')
     assert [e.policy for e in run.evals] == ['mode', 'sample']
     assert read_jsonl(run.path / CHECKPOINT_EVALS)[0]['policy'] == 'sample'
+    assert [e.episodes for e in run.evals] == [10, 1]  # the config's run.eval_episodes, recorded
     found, _ = report.deviations(benchmark, 'dreamerv3', 'reacher_easy', [run])
     assert not any(line.startswith('evaluation policy') for line in found)
     # A record written before the policy was recorded was scored with modes.
@@ -275,7 +276,8 @@ def test_report_table_deviations_and_plot(tmp_path):
     assert '- run.train_ratio: ours 64.0, paper 512.0' in text
     assert '- run.batch_length: ours 32, paper 64' in text
     assert "seeds: ours 2 (0, 1), paper's seed count not stated" in text
-    assert 'evaluation episodes: ours 5' in text
+    # Seed 0's 100k checkpoint evaluation played 2 episodes; the loop's evaluations 5.
+    assert 'evaluation episodes: ours 2, 5' in text
     assert '- evaluation policy: ours mode, paper sample (latent and action sampled)' in text
     assert f'{tmp_path / "d"}: same algorithm, task and seed' in text
     row = table_row(text, 'dreamerv3', "mean over the paper's DMC proprio tasks")

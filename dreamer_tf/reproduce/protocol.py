@@ -20,7 +20,7 @@ BOOKKEEPING = {
     'logdir': 'where the run is stored',
     'run.steps': 'the steps reached are reported against the checkpoints',
     'run.eval_every': 'the step of each evaluation used is reported',
-    'run.eval_episodes': "compared with the paper's evaluation episodes separately",
+    'run.eval_episodes': "compared with the paper's evaluation episodes separately, per evaluation",
     'run.eval_policy': "compared with the paper's evaluation policy separately, per evaluation",
     'run.log_every': 'how often metrics are written',
     'run.save_every_secs': 'how often checkpoints are written',

@@ -207,13 +207,14 @@ def deviations(benchmark, algo, task, group, config_path=None):
     elif stated.seeds != len(seeds):
         found.append(f'{text}, paper {stated.seeds}')
     if benchmark.metric == 'return':
-        episodes = sorted({run.config.get('run.eval_episodes') for run in group}, key=str)
-        text = f'evaluation episodes: ours {", ".join(map(str, episodes))}'
+        scored = [item for run in group for item in _scored_evals(benchmark, run)]
+        episodes = sorted({item.episodes for item in scored}, key=str)
+        text = f'evaluation episodes: ours {", ".join(map(str, episodes)) or "none yet"}'
         if stated is None or stated.eval_episodes is None:
             unverified.append(f"{text}, paper's not stated in the reference data")
-        elif episodes != [stated.eval_episodes]:
+        elif episodes and episodes != [stated.eval_episodes]:
             found.append(f'{text}, paper {stated.eval_episodes}')
-        policies = sorted({item.policy for run in group for item in _scored_evals(benchmark, run)})
+        policies = sorted({item.policy for item in scored})
         text = f'evaluation policy: ours {", ".join(policies) or "none yet"}'
         if stated is None or stated.eval_policy is None:
             unverified.append(f"{text}, paper's not stated in the reference data")

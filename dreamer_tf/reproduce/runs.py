@@ -34,6 +34,7 @@ class Eval:
     std: float | None
     checkpoint: int | None = None  # the benchmark checkpoint the checkpoint evaluator made it for
     policy: str = 'mode'  # run.eval_policy: mode | sample
+    episodes: int | None = None  # None: not recorded
 
 
 @dataclass
@@ -87,13 +88,14 @@ def read_run(path):
     # Records and configs from before run.eval_policy existed were evaluated with modes.
     policy = config.get('run.eval_policy', 'mode')
     evals = [
-        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), policy=policy)
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), policy=policy,
+             episodes=config.get('run.eval_episodes'))
         for r in metrics
         if 'eval_return' in r
     ]
     evals += [
         Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'),
-             int(r.get('checkpoint', r['step'])), r.get('policy', 'mode'))
+             int(r.get('checkpoint', r['step'])), r.get('policy', 'mode'), r.get('episodes'))
         for r in made
     ]
     # At equal steps the checkpoint evaluation sorts last, so that it is "the latest".
