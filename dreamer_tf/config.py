@@ -20,9 +20,10 @@ from dreamer_tf.fileio import write_atomic
 __all__ = ['Config', 'ConfigError', 'load_config', 'parse_args']
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / 'configs.yaml'
-# run.eval_policy: `mode` acts on the posterior's and the actor's modes, as the
-# DreamerV1/V2 code evaluates; `sample` draws both without exploration noise, as
-# DreamerV3's code does (agent.py, policy(mode='eval')).
+# run.eval_policy: `mode` acts on the posterior's and the actor's modes (a
+# deterministic evaluation); `sample` draws both without exploration noise, as
+# DreamerV3's code does (agent.py, policy(mode='eval')). The V1/V2 code samples
+# the posterior and takes the actor's mode, which is neither.
 EVAL_POLICIES = ('mode', 'sample')
 
 _SCALARS = (bool, int, float, str, type(None))

@@ -90,7 +90,7 @@ class Replay:
     def can_sample(self):
         """Whether ``sample`` has a sequence to draw."""
         with self._lock:
-            return self._start_positions()[2][-1] > 0
+            return bool(self._start_positions()[2][-1] > 0)
 
     @property
     def num_episodes(self):

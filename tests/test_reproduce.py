@@ -216,6 +216,13 @@ def test_evaluation_policy_is_compared_per_scored_evaluation(tmp_path):
     found, _ = report.deviations(benchmark, 'dreamerv3', 'reacher_easy',
                                  [read_run(tmp_path / 'b')])
     assert 'evaluation policy: ours mode, paper sample (latent and action sampled)' in found
+    # The loop logs its policy and episodes with each evaluation; a resume may change both.
+    make_run(tmp_path / 'l', blocks, 'dmc_reacher_easy', last_step=100000)
+    with open(tmp_path / 'l' / 'metrics.jsonl', 'a') as file:
+        file.write(json.dumps({'step': 100000, 'eval_return': 3.0, 'eval_episodes': 4.0,
+                               'eval_sampled': 1.0}) + '\n')
+    item = read_run(tmp_path / 'l').evals[-1]
+    assert (item.policy, item.episodes) == ('sample', 4)
     # Where the reference states no policy, it is listed as not checked.
     dreaming = reference.load('dmc_dreamingv2')
     make_run(tmp_path / 'c', ['dreamerv2', 'dmc_vision'], 'dmc_reacher_easy',
@@ -276,8 +283,9 @@ def test_report_table_deviations_and_plot(tmp_path):
     assert '- run.train_ratio: ours 64.0, paper 512.0' in text
     assert '- run.batch_length: ours 32, paper 64' in text
     assert "seeds: ours 2 (0, 1), paper's seed count not stated" in text
-    # Seed 0's 100k checkpoint evaluation played 2 episodes; the loop's evaluations 5.
-    assert 'evaluation episodes: ours 2, 5' in text
+    # Seed 0's 100k checkpoint evaluation played 2 episodes; seed 1's loop evaluation 5.
+    assert "evaluation episodes: ours 2, paper's not stated in the reference data [a]" in text
+    assert "evaluation episodes: ours 5, paper's not stated in the reference data [b]" in text
     assert '- evaluation policy: ours mode, paper sample (latent and action sampled)' in text
     assert f'{tmp_path / "d"}: same algorithm, task and seed' in text
     row = table_row(text, 'dreamerv3', "mean over the paper's DMC proprio tasks")
@@ -458,6 +466,8 @@ def test_end_to_end_training_stages_and_checkpoint_evaluation(tmp_path):
     made = [(e.step, e.checkpoint) for e in run.evals if e.checkpoint is not None]
     assert made == [(150, 150), (300, 300)]
     assert read_jsonl(run.path / CHECKPOINT_EVALS)[0]['episodes'] == 2
+    loop = [r for r in read_jsonl(run.path / 'metrics.jsonl') if 'eval_return' in r]
+    assert loop and all(r['eval_sampled'] == 0.0 and r['eval_episodes'] >= 1 for r in loop)
     assert launch.pending(benchmark, 'dreamerv3', ['CartPole-v1'], [0], tmp_path) == []
     text = report.build(benchmark, [run], tmp_path / 'out').read_text()
     row = table_row(text, 'dreamerv3', 'CartPole-v1', '300')

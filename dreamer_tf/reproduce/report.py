@@ -207,19 +207,23 @@ def deviations(benchmark, algo, task, group, config_path=None):
     elif stated.seeds != len(seeds):
         found.append(f'{text}, paper {stated.seeds}')
     if benchmark.metric == 'return':
-        scored = [item for run in group for item in _scored_evals(benchmark, run)]
-        episodes = sorted({item.episodes for item in scored}, key=str)
-        text = f'evaluation episodes: ours {", ".join(map(str, episodes)) or "none yet"}'
-        if stated is None or stated.eval_episodes is None:
-            unverified.append(f"{text}, paper's not stated in the reference data")
-        elif episodes and episodes != [stated.eval_episodes]:
-            found.append(f'{text}, paper {stated.eval_episodes}')
-        policies = sorted({item.policy for item in scored})
-        text = f'evaluation policy: ours {", ".join(policies) or "none yet"}'
-        if stated is None or stated.eval_policy is None:
-            unverified.append(f"{text}, paper's not stated in the reference data")
-        elif policies and policies != [stated.eval_policy]:
-            found.append(f'{text}, paper {stated.eval_policy} ({POLICY_WORDS[stated.eval_policy]})')
+        for name, paper, words in (
+                ('episodes', stated and stated.eval_episodes, {}),
+                ('policy', stated and stated.eval_policy, POLICY_WORDS)):
+            lines, unchecked = defaultdict(list), defaultdict(list)
+            for run in group:
+                used = sorted({getattr(item, name) for item in _scored_evals(benchmark, run)}
+                              - {None}, key=str)
+                if not used:
+                    continue
+                text = f'evaluation {name}: ours {", ".join(map(str, used))}'
+                if paper is None:
+                    unchecked[f"{text}, paper's not stated in the reference data"].append(run.name)
+                elif used != [paper]:
+                    described = f' ({words[paper]})' if paper in words else ''
+                    lines[f'{text}, paper {paper}{described}'].append(run.name)
+            found += _scoped(lines, len(group))
+            unverified += _scoped(unchecked, len(group))
     if stated is not None and stated.action_repeat_for(task) is None:
         repeats = sorted({run.config.get('env.action_repeat') for run in group}, key=str)
         unverified.append(f'action repeat: ours {", ".join(map(str, repeats))}, the reference '

@@ -85,11 +85,9 @@ def read_run(path):
     metrics = read_jsonl(path / 'metrics.jsonl')
     made = read_jsonl(path / CHECKPOINT_EVALS)
     config = Config(data).flat()
-    # Records and configs from before run.eval_policy existed were evaluated with modes.
-    policy = config.get('run.eval_policy', 'mode')
     evals = [
-        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'), policy=policy,
-             episodes=config.get('run.eval_episodes'))
+        Eval(int(r['step']), float(r['eval_return']), r.get('eval_return_std'),
+             policy=_loop_policy(r, config), episodes=_loop_episodes(r, config))
         for r in metrics
         if 'eval_return' in r
     ]
@@ -108,6 +106,20 @@ def read_run(path):
         last_step=max(steps, default=0),
         crafter_episodes=read_jsonl(path / CRAFTER_STATS),
     )
+
+
+def _loop_policy(record, config):
+    """The policy of a training-loop evaluation: logged with it since run.eval_policy
+    exists; for older lines the run's config, and modes before the key existed."""
+    if 'eval_sampled' in record:
+        return 'sample' if record['eval_sampled'] else 'mode'
+    return config.get('run.eval_policy', 'mode')
+
+
+def _loop_episodes(record, config):
+    if 'eval_episodes' in record:
+        return int(record['eval_episodes'])
+    return config.get('run.eval_episodes')
 
 
 def find_runs(paths):

@@ -420,9 +420,10 @@ def train(config: Config):
                 film = bool(run.video_every) and step - last_video >= run.video_every
                 results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film)
                 returns = [r['return'] for r in results]
-                logger.write(
-                    step, {'eval_return': np.mean(returns), 'eval_return_std': np.std(returns)}
-                )
+                # Episodes and policy go with each evaluation: a resume may change either.
+                logger.write(step, {
+                    'eval_return': np.mean(returns), 'eval_return_std': np.std(returns),
+                    'eval_episodes': len(returns), 'eval_sampled': run.eval_policy == 'sample'})
                 logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
                 if film:
                     last_video = step
