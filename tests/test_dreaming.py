@@ -64,7 +64,9 @@ def test_info_nce_falls_as_matching_pairs_align():
 def test_contrastive_training_aligns_states_with_their_observations(score, temperature):
     # States that follow linear dynamics, s_t = s_{t-1} A + a_{t-1} B, and embeddings that
     # are a linear image of them: training W and the linear dynamics must bring every
-    # InfoNCE term, 0 to 2 steps ahead, far below its start.
+    # InfoNCE term, 0 to 2 steps ahead, far below its start. Seeded: the module's
+    # initial weights otherwise vary from run to run (the accuracy bound failed once).
+    tf.random.set_seed(1)
     rng = np.random.default_rng(1)
     batch, length, feat_size, embed_size, act_dim = 4, 10, 6, 8, 2
     rotation = np.linalg.qr(rng.normal(size=(feat_size, feat_size)))[0]
