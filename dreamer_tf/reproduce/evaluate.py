@@ -53,16 +53,16 @@ def main(argv=None):
 
     saved = Config.load(config_path).to_dict()
     episodes = args.episodes or saved['run']['eval_episodes']
-    # A config.yaml written before run.eval_policy existed evaluated with modes.
-    policy = args.policy or saved['run'].get('eval_policy', 'mode')
     # A config.yaml written before env.envs existed ran one env.
     count = min(saved['env'].get('envs', 1), episodes)
     try:
         # overrides={} explicitly: load_run's default () cannot be **-unpacked.
-        agent, _, envs, path = load_run(args.run_dir, count, saved['seed'] + 10_000,
-                                        overrides={})
+        agent, config, envs, path = load_run(args.run_dir, count, saved['seed'] + 10_000,
+                                             overrides={})
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         sys.exit(f'{args.run_dir}: {error}')
+    # load_run fills keys an older config.yaml lacks from configs.yaml: there, modes.
+    policy = args.policy or config.run.eval_policy
     try:
         step = int(tf.train.load_variable(path, ENV_STEPS))
         if args.checkpoint is not None and step < args.checkpoint:

@@ -60,7 +60,7 @@ def value_at(benchmark, run, checkpoint):
     if not run.evals:
         return Value(run, None, None, 'missing', 'no evaluation in metrics.jsonl')
     if checkpoint == FINAL:
-        last = run.evals[-1]
+        last = run.eval_at(FINAL)
         return Value(run, last.mean, last.step, 'exact',
                      f'last evaluation, at {last.step:,} steps (paper budget not stated)')
     found = run.eval_at(checkpoint)
@@ -233,13 +233,8 @@ def deviations(benchmark, algo, task, group, config_path=None):
 
 def _scored_evals(benchmark, run):
     """The evaluations of `run` that stand for the benchmark's checkpoints."""
-    found = []
-    for checkpoint in benchmark.checkpoints:
-        if checkpoint == FINAL:
-            found += run.evals[-1:]
-        elif (item := run.eval_at(checkpoint)) is not None:
-            found.append(item)
-    return found
+    found = (run.eval_at(checkpoint) for checkpoint in benchmark.checkpoints)
+    return [item for item in found if item is not None]
 
 
 def _scoped(lines, runs):

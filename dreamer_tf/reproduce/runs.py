@@ -18,6 +18,7 @@ from ruamel.yaml.error import YAMLError
 
 from dreamer_tf.config import Config
 from dreamer_tf.fileio import read_jsonl, write_atomic
+from dreamer_tf.reference import FINAL
 
 CHECKPOINT_EVALS = 'checkpoint_evals.jsonl'
 CRAFTER_STATS = 'stats.jsonl'
@@ -63,7 +64,10 @@ class Run:
 
     def eval_at(self, checkpoint):
         """The evaluation that stands for `checkpoint`: the one made for it, else the
-        latest before it. None if the run has no evaluation at or before it."""
+        latest before it; for FINAL (no stated budget) the last one. None if the run
+        has no such evaluation."""
+        if checkpoint == FINAL:
+            return self.evals[-1] if self.evals else None
         for item in self.evals:
             if item.checkpoint == checkpoint:
                 return item
