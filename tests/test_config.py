@@ -101,6 +101,20 @@ def test_default_path_is_repository_configs_yaml():
     assert DEFAULT_PATH == repository / 'configs.yaml'
 
 
+@pytest.mark.parametrize('algo', ['planet', 'dreamerv1', 'dreamerv2', 'dreamingv1', 'dreamingv2'])
+def test_cpu_vision_block_is_the_schedule_of_the_documented_runs(algo):
+    # docs/algorithms.md ran these flags by hand before the block existed; its table
+    # stays comparable only while the block composes to exactly the same config.
+    flags = {'env.action_repeat': 8, 'run.prefill': 2000, 'run.train_every': 125,
+             'run.train_steps': 40, 'run.batch_size': 16, 'run.batch_length': 32,
+             'run.eval_every': 2500, 'run.eval_episodes': 2, 'run.log_every': 1000}
+    if algo == 'planet':
+        flags.update({'planner.candidates': 300, 'planner.top': 30})
+    by_hand = load_config([algo, 'dmc_vision'], flags)
+    assert load_config([algo, 'dmc_vision', 'cpu_vision']) == by_hand
+    assert by_hand != load_config([algo, 'dmc_vision'])
+
+
 # Types.
 
 def test_int_accepts_integral_float(path):
