@@ -4,11 +4,14 @@ Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
 episodes with the run's run.eval_policy (or --policy), and prints
 mean ± std of the returns. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
-(.gif, or .mp4 with imageio-ffmpeg; checked before playing). --json writes
-every episode's result.
+(.gif, or .mp4 with imageio-ffmpeg; checked before playing). --trace writes the
+first episode step by step (observations, actions, rewards) as .npz, in the
+replay's format, for looking at what the policy does. --json writes every
+episode's result.
 """
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
@@ -16,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from dreamer_tf.config import EVAL_POLICIES
-from dreamer_tf.fileio import write_json  # noqa: E402
+from dreamer_tf.fileio import write_atomic, write_json  # noqa: E402
 
 
 def parse(argv):
@@ -37,12 +40,16 @@ def parse(argv):
     parser.add_argument('--dream_context', type=int, default=5, help='frames observed first')
     parser.add_argument('--dream_length', type=int, default=50, help='frames in the dream video')
     parser.add_argument('--fps', type=int, default=15)
+    parser.add_argument('--trace', default=None,
+                        help="write the first episode's observations, actions and rewards (.npz)")
     parser.add_argument('--json', default=None, help='write per-episode results as JSON')
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.envs < 1:
         parser.error('--episodes and --envs must be >= 1')
     if not 0 < args.dream_context < args.dream_length:
         parser.error('need 0 < --dream_context < --dream_length')
+    if args.trace and not args.trace.endswith('.npz'):
+        parser.error(f'--trace writes .npz; got {args.trace!r}')
     from dreamer_tf.run.video import check_video_path
 
     for path in (args.video, args.dream):
@@ -74,15 +81,19 @@ def main(argv=None):
         )
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         sys.exit(f'error: {error}')
-    record = bool(args.video or args.dream)
-    if record:
-        image_key(agent.obs_space)  # fail before playing if there is nothing to film
+    if args.video or args.dream:
+        try:
+            image_key(agent.obs_space)  # fail before playing if there is nothing to film
+        except ValueError as error:
+            envs.close()
+            sys.exit(f'error: {error}; --trace records any observations')
     if args.dream and agent.wm.decoder is None:
         envs.close()
         sys.exit('error: --dream needs a decoder; the Dreaming presets have none (use --video)')
     try:
         policy = args.policy or config.run.eval_policy
-        results = evaluate(agent, envs, args.episodes, policy, record)
+        results = evaluate(agent, envs, args.episodes, policy,
+                           record=bool(args.video or args.dream or args.trace))
     finally:
         envs.close()
     returns = np.array([r['return'] for r in results])
@@ -99,6 +110,11 @@ def main(argv=None):
     if args.dream:
         frames = dream_frames(agent, steps, args.dream_context, args.dream_length)
         print(f'Dream (truth | model | difference): {write_video(frames, args.dream, args.fps)}')
+    if args.trace:
+        buffer = io.BytesIO()
+        np.savez(buffer, **steps)
+        write_atomic(args.trace, buffer.getvalue())
+        print(f'Trace ({len(steps["reward"])} steps, first of them the reset): {args.trace}')
     if args.json:
         write_json(
             args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}

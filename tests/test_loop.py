@@ -86,6 +86,16 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     steps = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl')]
     assert max(steps) >= 200
 
+    # The evaluation script traces a vector-observation episode, and says why it cannot film one.
+    eval_main(['--logdir', str(tmp_path), '--episodes', '1', '--trace', str(tmp_path / 't.npz'),
+               '--json', str(tmp_path / 'eval.json')])
+    episode = json.loads((tmp_path / 'eval.json').read_text())['episodes'][0]
+    with np.load(tmp_path / 't.npz') as trace:
+        assert trace['vector'].shape == (episode['length'] + 1, 4)
+        assert trace['reward'].sum() == pytest.approx(episode['return'])
+    with pytest.raises(SystemExit, match='a video needs exactly one'):
+        eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
+
 
 def test_update_schedules():
     load = lambda *blocks, **o: load_config(list(blocks), o).run
@@ -252,13 +262,38 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
         '--logdir', str(tmp_path), '--episodes', '3', '--envs', '2',
         '--video', str(tmp_path / 'episode.gif'), '--dream', str(tmp_path / 'dream.gif'),
         '--dream_length', '12', '--json', str(tmp_path / 'eval.json'),
+        '--trace', str(tmp_path / 'trace.npz'),
     ])
     results = json.loads((tmp_path / 'eval.json').read_text())
     assert results['mode'] == 'deterministic' and results['checkpoint'].endswith('ckpt-1')
     assert [r['length'] for r in results['episodes']] == [80] * 3
+    # The trace: the reset, then one entry per policy step (80 env steps, action repeat 4).
+    with np.load(tmp_path / 'trace.npz') as trace:
+        assert set(trace) == {'image', 'action', 'reward', 'is_first', 'is_last', 'is_terminal'}
+        assert trace['image'].dtype == np.uint8 and trace['image'].shape[:1] == (21,)
+        assert trace['action'].shape == (21, 18) and not trace['action'][0].any()
+        assert trace['is_first'].tolist() == [True] + [False] * 20 and trace['is_last'][-1]
+        # Env 0's first episode, the first to be listed (both envs end at the same step).
+        assert trace['reward'].sum() == pytest.approx(results['episodes'][0]['return'])
     assert gif_size(tmp_path / 'episode.gif') == (64, 64)
     assert gif_size(tmp_path / 'dream.gif') == (3 * 64, 64)
 
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--trace', 'episode.csv'], "--trace writes .npz; got 'episode.csv'"),
+    (['--episodes', '0'], '--episodes and --envs must be >= 1'),
+    (['--dream_context', '50', '--dream_length', '50'], '0 < --dream_context < --dream_length'),
+])
+def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit):
+        _eval_script.parse(['--logdir', str(tmp_path), *flags])
+    assert message in capsys.readouterr().err
+
+
+def test_eval_script_names_a_directory_that_is_not_a_run(tmp_path):
+    with pytest.raises(SystemExit, match='has no config.yaml'):
+        eval_main(['--logdir', str(tmp_path)])
 
 # Each preset with the tiny `debug` networks; short time limits keep episodes (and the
 # evaluations) within a few hundred steps.
