@@ -142,7 +142,7 @@ class Agent(tf.Module):
         data = {k: distribute.local_rows(v) for k, v in data.items()}
         with tf.GradientTape() as tape:
             model_loss, post, metrics = self.wm.loss(data, seed)
-        grads = self._gradients(self.model_opt, tape, model_loss)
+        grads = self.model_opt.gradients(tape, model_loss)
         start = {k: tf.reshape(tf.stop_gradient(v), [-1, *v.shape[2:]]) for k, v in post.items()}
         start['cont'] = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
         return grads, start, metrics
@@ -156,16 +156,9 @@ class Agent(tf.Module):
             with tf.GradientTape() as critic_tape:
                 critic_raw = self.behavior.critic.raw(traj['feat'])
                 actor_loss, critic_loss, metrics, state = self.behavior.losses(traj, critic_raw)
-        actor_grads = self._gradients(self.actor_opt, actor_tape, actor_loss)
-        critic_grads = self._gradients(self.critic_opt, critic_tape, critic_loss)
+        actor_grads = self.actor_opt.gradients(actor_tape, actor_loss)
+        critic_grads = self.critic_opt.gradients(critic_tape, critic_loss)
         return actor_grads, critic_grads, state, metrics
-
-    @staticmethod
-    def _gradients(opt, tape, loss):
-        # Zeros, not None, for weights a loss does not reach: replicas reduce every gradient.
-        return tape.gradient(
-            opt.scale_loss(loss), opt.params, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
 
     def _scope(self):
         return self.strategy.scope() if self.strategy else contextlib.nullcontext()

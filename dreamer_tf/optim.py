@@ -67,8 +67,22 @@ class Adam(tf.Module):
             self.scale = tf.Variable(2.0**15 if loss_scale else 1.0, trainable=False, name='scale')
             self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name='good_steps')
 
-    def scale_loss(self, loss):
-        return loss * self.scale if self.use_scale else loss
+    def gradients(self, tape, loss):
+        """d(loss * scale)/d(params), the scale entering as the output gradient.
+
+        Scaling through `output_gradients` rather than multiplying the loss
+        keeps the scale on the tape's path whenever the tape closed before
+        this call (a product formed after it would not be recorded, and every
+        gradient would come back as zero). Zeros, not None, for parameters the
+        loss does not reach: replicas reduce every gradient.
+        """
+        scale = tf.cast(self.scale, loss.dtype) if self.use_scale else None
+        return tape.gradient(
+            loss,
+            self.params,
+            output_gradients=scale,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
 
     def apply(self, grads):
         """Unscale, clip and apply `grads` (aligned with the variables); returns metrics."""

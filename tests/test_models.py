@@ -199,26 +199,39 @@ def test_xla_compiles_update_and_matches_policy():
     assert all(np.isfinite(v).all() for v in results['on'].values())
 
 
-def test_bf16_update_matches_float32():
-    # bf16 keeps 8 mantissa bits (relative rounding ~0.4% per op); over a whole
-    # update the losses agree with float32 to 5%, and stay finite. Weights,
-    # distributions and losses are float32 in both, only the layers' matmuls,
-    # convolutions and activations run in bf16.
+def test_low_precision_updates_match_float32():
+    # bf16 keeps 8 mantissa bits (relative rounding ~0.4% per op), float16 10;
+    # over a whole update the losses and gradient norms agree with float32 to 5%,
+    # and stay finite. Weights, distributions and losses are float32 in all three,
+    # only the layers' matmuls, convolutions and activations run in low precision.
+    # float16's gradients pass through the dynamic loss scale (2^15 here) and
+    # back: its gradient norms pin that the scale reaches the tape. A step that
+    # overflows float16 is skipped (weights unchanged) and the scale halves, so
+    # float16 repeats the update, on the same seed, until it is finite.
     obs_space = {'image': Space((16, 16, 3), np.uint8), 'vector': Space((4,), np.float32)}
     act_space = ActSpace(False, 3)
     batch = synthetic_batch(obs_space, act_space, 4, 16)
+    seed = tf.constant([1, 2], tf.int64)
     results = {}
-    for precision in ('32', 'bf16'):
+    for precision in ('32', 'bf16', '16'):
         tf.random.set_seed(0)
         config = load_config(['dreamerv3', 'debug'], {'precision': precision, 'jit': 'off'})
         agent = Agent(obs_space, act_space, config)
-        results[precision] = {k: float(v) for k, v in agent.train(batch).items()}
-    for key in ('model_loss', 'recon_image_loss', 'recon_vector_loss', 'reward_loss',
-                'cont_loss', 'kl', 'critic_loss', 'actor_loss', 'model_grad_norm'):
-        assert np.isfinite(results['bf16'][key]), key
-        np.testing.assert_allclose(
-            results['bf16'][key], results['32'][key], rtol=5e-2, atol=1e-4, err_msg=key
-        )
+        for _ in range(8):  # float16 here: finite at a scale of 2^10, after 5 halvings
+            metrics = {k: float(v) for k, v in agent._train(batch, seed).items()}
+            if metrics['model_grad_finite'] and metrics['critic_grad_finite']:
+                break
+        results[precision] = metrics
+    assert results['16']['model_loss_scale'] < 2.0**15
+    for precision in ('bf16', '16'):
+        for key in ('model_loss', 'recon_image_loss', 'recon_vector_loss', 'reward_loss',
+                    'cont_loss', 'kl', 'critic_loss', 'actor_loss', 'model_grad_norm',
+                    'critic_grad_norm', 'actor_grad_norm'):
+            assert np.isfinite(results[precision][key]), (precision, key)
+            np.testing.assert_allclose(
+                results[precision][key], results['32'][key], rtol=5e-2, atol=1e-4,
+                err_msg=f'{precision} {key}',
+            )
 
 
 def test_reward_transform_is_the_reward_heads_target():
