@@ -115,6 +115,23 @@ def test_cpu_vision_block_is_the_schedule_of_the_documented_runs(algo):
     assert by_hand != load_config([algo, 'dmc_vision'])
 
 
+@pytest.mark.parametrize(
+    'algo', ['dreamerv1', 'dreamerv2', 'dreamerv3', 'dreamingv1', 'dreamingv2', 'planet'])
+def test_quick_block_shrinks_networks_and_keeps_each_algorithm(algo):
+    # scripts/learning_check.py compares presets at one schedule: one update of 16 x 16
+    # per 4 policy steps (ratio 64), whether the preset counts train_every or train_ratio.
+    paper = load_config([algo, 'toy'])
+    quick = load_config([algo, 'toy', 'quick'])
+    assert (quick.rssm.deter, quick.rssm.stoch, quick.actor.units) == (64, 8, 256)
+    for key in ('algo', 'representation', 'behavior', 'kl', 'model_opt', 'imag'):
+        assert quick[key] == paper[key], key
+    assert (quick.rssm.classes, quick.rssm.act, quick.critic.dist) == (
+        paper.rssm.classes, paper.rssm.act, paper.critic.dist)
+    run = quick.run
+    ratio = run.train_ratio or run.train_steps * run.batch_size * run.batch_length / run.train_every
+    assert (run.batch_size, run.batch_length, ratio, run.steps) == (16, 16, 64, 4400)
+
+
 # Types.
 
 def test_int_accepts_integral_float(path):

@@ -16,6 +16,7 @@ SUITES = {
     'atari': 'atari_pong, atari_ms_pacman',
     'minatar': 'minatar_breakout, minatar_space_invaders',
     'crafter': 'crafter_reward, crafter_noreward',
+    'toy': 'toy_reach, toy_reach_discrete',
 }
 OBS_MODES = ('proprio', 'vision')
 MODES = ('train', 'eval')
@@ -28,7 +29,8 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
 
     Args:
       task: ``gym_<gymnasium id>``, ``dmc_<domain>_<task>``, ``atari_<game>``,
-        ``minatar_<game>`` or ``crafter_reward`` / ``crafter_noreward``.
+        ``minatar_<game>``, ``crafter_reward`` / ``crafter_noreward`` or
+        ``toy_reach`` / ``toy_reach_discrete`` (learning checks in minutes).
       seed: environment seed.
       action_repeat: env steps per agent step; rewards are summed. Atari
         repeats inside the adapter, which max-pools the last two frames.
@@ -73,9 +75,12 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
     elif suite == 'minatar':
         from dreamer_tf.envs.minatar import MinAtar
         env = MinAtar(name, sticky=sticky, actions=actions, seed=seed)
-    else:
+    elif suite == 'crafter':
         from dreamer_tf.envs.crafter import Crafter
         env = Crafter(name, size=size, seed=seed, mode=mode)
+    else:
+        from dreamer_tf.envs.toy import Reach
+        env = Reach(name, seed=seed)
     if action_repeat != 1 and not repeats_inside:
         env = ActionRepeat(env, action_repeat)
     if time_limit:
