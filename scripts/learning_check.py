@@ -9,7 +9,11 @@ TF threads. A run directory that exists is resumed, so a finished check is only
 reported again. The table gives each preset's evaluation returns as training went,
 its updates and wall time, its best and last evaluation, and whether the one that
 `--judge` names (best: did it learn at all; last: did it stay there) reached `--min-return`;
-for the toy tasks it also gives the returns of fixed policies (dreamer_tf/envs/toy.py).
+for the toy tasks it also gives the returns of fixed policies (dreamer_tf/envs/toy.py)
+and what each agent learned, read off its checkpoint (dreamer_tf/run/toy_probe.py): whether
+its model state holds position and goal, whether imagination keeps the goal, whether
+critic and lambda-returns have the true value's shape, and whether the actor moves
+towards the goal.
 Extra `--key value` flags are passed to every run as config overrides. The exit
 status is 1 if any preset fell short, so the script can gate a change to the core.
 """
@@ -52,6 +56,8 @@ def parse(argv):
                              'halfway from doing nothing, 10, to the optimum, 19.4)')
     parser.add_argument('--judge', choices=('best', 'last'), default='best',
                         help='which evaluation is compared with --min-return')
+    parser.add_argument('--no-probe', action='store_true',
+                        help='skip reading the toy runs\' checkpoints (toy_probe)')
     parser.add_argument('--json', help='also write the results here')
     args, overrides = parser.parse_known_args(argv)
     unknown = [p for p in args.presets if p not in PRESETS]
@@ -121,6 +127,29 @@ def report(rows, args):
         lines.append(
             f'| {row["preset"]} | {row["updates"]:,} | {row["wall_s"]:.0f} s | {evals} | '
             f'{best} | {last} | {status} |')
+    probed = [row for row in rows if row.get('probe')]
+    if probed:
+        lines += [
+            '',
+            'What each agent learned (a replay batch through its last checkpoint; toy_probe.py):',
+            '',
+            ('| preset | read-out error (position, goal) | imagined goal error by step '
+             '| lambda-return / critic corr. with the true value | actor moves towards the goal '
+             '| mean abs. action |'),
+            '|---|---|---|---|---|---|',
+        ]
+        for row in probed:
+            p = row['probe']
+            readout = ', '.join(f'{x:.2f}' for x in p['readout_error'])
+            if 'actor_agrees' not in p:
+                lines.append(f'| {row["preset"]} | {readout} | - | - | - | - |')
+                continue
+            errors = p['imagined_goal_error']
+            steps = sorted({0, (len(errors) - 1) // 3, 2 * (len(errors) - 1) // 3, len(errors) - 1})
+            goal = ', '.join(f'{step}: {errors[step]:.2f}' for step in steps)
+            lines.append(
+                f'| {row["preset"]} | {readout} | {goal} | {p["return_corr"]:.2f} / '
+                f'{p["critic_corr"]:.2f} | {p["actor_agrees"]:.0%} | {p["actor_saturation"]:.2f} |')
     return '\n'.join(lines)
 
 
@@ -130,6 +159,12 @@ def main(argv=None):
     for preset in args.presets:
         rows.append(run_preset(preset, args, overrides))
         print(f'{preset}: evaluations {rows[-1]["evals"]}, {rows[-1]["wall_s"]:.0f} s', flush=True)
+    if args.task.startswith('toy_') and not args.no_probe:
+        from dreamer_tf.run.toy_probe import probe  # imports TensorFlow
+
+        for row in rows:
+            if row['exit_code'] == 0:
+                row['probe'] = probe(row['logdir'])
     print(report(rows, args))
     if args.json:
         write_json(args.json, {'task': args.task, 'blocks': args.blocks, 'seed': args.seed,

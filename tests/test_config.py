@@ -130,6 +130,8 @@ def test_quick_block_shrinks_networks_and_keeps_each_algorithm(algo):
     run = quick.run
     ratio = run.train_ratio or run.train_steps * run.batch_size * run.batch_length / run.train_every
     assert (run.batch_size, run.batch_length, ratio, run.steps) == (16, 16, 64, 4400)
+    if algo == 'planet':
+        assert (quick.planner.candidates, quick.planner.top) == (100, 10)
 
 
 # Types.
