@@ -3,8 +3,8 @@
 A failed learning check (scripts/learning_check.py) says that a preset did not
 learn; these numbers say which part did not. The replay batch is filtered
 through the world model, and a linear read-out of (position, goal) is fitted
-by least squares on the posterior states of half the batch (the decoder is
-not used, so decoder-free presets are probed the same way):
+by ridge regression on the posterior states of half the batch (the decoder is
+not used, so decoder-free presets are probed the same way; ridge penalty 1):
 
 - `readout_error`: the read-out's mean |error| of position and goal on the other
   half: whether the model state holds them at all;
@@ -28,6 +28,7 @@ from dreamer_tf.replay import Replay
 from dreamer_tf.run.loop import load_run
 
 FAR = 0.25
+RIDGE = 1.0
 
 
 def probe(logdir, batch=32, length=64, seed=1):
@@ -46,7 +47,7 @@ def probe(logdir, batch=32, length=64, seed=1):
     position, goal = truth.T
     feat = rssm.feat(start).numpy()
     half = len(feat) // 2
-    weights = np.linalg.lstsq(_affine(feat[:half]), truth[:half], rcond=None)[0]
+    weights = _ridge(_affine(feat[:half]), truth[:half])
     held_out = _affine(feat[half:]) @ weights
     out = {
         'readout_error': [float(x) for x in np.abs(held_out - truth[half:]).mean(0)],
@@ -67,6 +68,12 @@ def probe(logdir, batch=32, length=64, seed=1):
     out['actor_agrees'] = float(np.mean(np.sign(move[far]) == np.sign(goal - position)[far]))
     out['actor_saturation'] = float(np.abs(move).mean())
     return out
+
+
+def _ridge(x, y, penalty=RIDGE):
+    # Categorical latents make the features collinear (each group of one-hots sums to
+    # 1, like the bias column): plain least squares then returns huge weights.
+    return np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[-1]), x.T @ y)
 
 
 def _affine(x):
