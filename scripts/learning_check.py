@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from dreamer_tf.envs.toy import FIXED_POLICY_RETURNS
 from dreamer_tf.fileio import read_jsonl, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +35,6 @@ PRESETS = ('dreamerv1', 'dreamerv2', 'dreamerv3', 'dreamingv1', 'dreamingv2', 'p
 # predicts about a constant after the quick schedule's 1,000 updates (README, "Learning
 # checks"); its minutes-scale check is the CartPole Quickstart.
 DEFAULT_PRESETS = ('dreamerv1', 'dreamerv2', 'dreamingv1', 'dreamingv2', 'planet')
-# Fixed policies on the toy tasks, per episode (dreamer_tf/envs/toy.py, tests/test_toy.py).
-TOY_REFERENCES = {
-    'toy_reach': {'optimal': 19.4, 'zero action': 10.0, 'random': 8.7, 'saturated': 1.4},
-    'toy_reach_discrete': {'optimal': 19.4, 'stay': 10.0, 'random': 7.8, 'saturated': 1.4},
-}
 
 
 def parse(argv):
@@ -92,7 +88,8 @@ def run_preset(preset, args, overrides):
     evals = [(r['step'], r['eval_return']) for r in records if 'eval_return' in r]
     updates = max((r['updates'] for r in records if 'updates' in r), default=0)
     returns = [value for _, value in evals]
-    judged = (max(returns) if args.judge == 'best' else returns[-1]) if returns else None
+    best, last = (max(returns), returns[-1]) if returns else (None, None)
+    judged = best if args.judge == 'best' else last
     return {
         'preset': preset,
         'logdir': str(logdir),
@@ -100,8 +97,8 @@ def run_preset(preset, args, overrides):
         'wall_s': round(wall, 1),
         'updates': int(updates),
         'evals': evals,
-        'best': max(returns) if returns else None,
-        'last': returns[-1] if returns else None,
+        'best': best,
+        'last': last,
         'passed': code == 0 and judged is not None and judged >= args.min_return,
     }
 
@@ -111,7 +108,7 @@ def report(rows, args):
         (f'Learning check: task {args.task}, blocks {" ".join(args.blocks) or "(none)"}, '
          f'seed {args.seed}; pass: {args.judge} evaluation >= {args.min_return}'),
     ]
-    refs = TOY_REFERENCES.get(args.task)
+    refs = FIXED_POLICY_RETURNS.get(args.task)
     if refs:
         lines.append('Fixed policies: ' + ', '.join(f'{k} {v}' for k, v in refs.items()))
     lines += [
