@@ -137,6 +137,21 @@ class Actor(tf.Module):
         std = (cfg.max_std - cfg.min_std) * tf.sigmoid(std + cfg.init_std) + cfg.min_std
         return dists.Normal(tf.tanh(mean), std)
 
+    def saturation(self, x):
+        """How far the continuous actor's mode sits at the action bounds, from raw outputs `x`.
+
+        `actor_mode_abs`: mean |mode|. `actor_dead`: the fraction of action
+        dimensions whose mode is exactly +-1 in float32, where the gradient of
+        tanh, 1 - tanh^2, is exactly 0: no objective can move such a mean back
+        (the trunc_normal and normal means are unbounded before the tanh;
+        tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
+        """
+        mode = self.dist_from(x).mode()
+        return {
+            'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
+            'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),
+        }
+
 
 class ActorCritic(tf.Module):
     def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, name='behavior'):
@@ -234,7 +249,7 @@ class ActorCritic(tf.Module):
             scale = tf.constant(1.0)
         # The actor's distributions at s_0..s_{H-1}, kept by the imagination scan.
         policy = self.actor.dist_from(traj['actor_raw'])
-        metrics = {}
+        metrics = {} if self.actor.discrete else self.actor.saturation(sg(traj['actor_raw']))
         if self.grad == 'dynamics':
             adv = returns - baseline if cfg.actor.backprop_baseline else returns
             objective = adv / scale

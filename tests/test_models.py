@@ -252,3 +252,23 @@ def test_reward_transform_is_the_reward_heads_target():
     assert abs(losses['raw'] - losses['tanh']) > 1e-3
     with pytest.raises(ValueError, match='reward_transform'):
         Agent(obs_space, act_space, load_config(['dreamerv2', 'debug'], {'reward_transform': 'x'}))
+
+
+@pytest.mark.parametrize('preset, dead', [('dreamerv1', 0.0), ('dreamerv2', 0.5), ('dreamerv3', 0.5)])
+def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
+    """A pre-tanh mean of -20 puts V2's and V3's mode at exactly -1.0 in float32,
+    where tanh's gradient is 0 (`actor_dead`); V1's 5 tanh(mu / 5) keeps it off."""
+    from dreamer_tf.behavior import Actor
+
+    cfg = load_config([preset, 'debug']).actor
+    actor = Actor(4, ActSpace(False, 2), cfg)
+    raw = tf.constant([[-20.0, 0.0, 0.0, 0.0]])  # means (-20, 0), raw stds 0
+    stats = actor.saturation(raw)
+    assert float(stats['actor_dead']) == dead
+    mode = actor.dist_from(raw).mode().numpy()[0]
+    assert mode[1] == 0.0
+    np.testing.assert_allclose(float(stats['actor_mode_abs']), abs(mode[0]) / 2, rtol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(raw)
+        out = tf.reduce_sum(actor.dist_from(raw).mode()[:, 0])
+    assert (float(tape.gradient(out, raw)[0, 0]) == 0.0) == bool(dead)
