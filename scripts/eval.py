@@ -43,7 +43,20 @@ def parse(argv):
     parser.add_argument('--trace', default=None,
                         help="write the first episode's observations, actions and rewards (.npz)")
     parser.add_argument('--json', default=None, help='write per-episode results as JSON')
+    parser.add_argument('--probe_actions', default=None, metavar='STEPS',
+                        help='dm_control runs: instead of scoring episodes, compare the model\'s '
+                        'and the simulator\'s rewards of constant actions at these policy steps '
+                        'of one episode, e.g. 5,20,60 (dreamer_tf/run/action_probe.py)')
+    parser.add_argument('--probe_horizon', type=int, default=15,
+                        help='policy steps each constant action is held')
     args = parser.parse_args(argv)
+    if args.probe_actions is not None:
+        try:
+            args.probe_actions = sorted({int(x) for x in args.probe_actions.split(',')})
+        except ValueError:
+            parser.error(f'--probe_actions takes policy steps like 5,20,60; got {args.probe_actions!r}')
+        if args.probe_actions[0] < 0 or args.probe_horizon < 1:
+            parser.error('--probe_actions steps must be >= 0 and --probe_horizon >= 1')
     if args.episodes < 1 or args.envs < 1:
         parser.error('--episodes and --envs must be >= 1')
     if not 0 < args.dream_context < args.dream_length:
@@ -74,6 +87,17 @@ def main(argv=None):
     from dreamer_tf.run.loop import evaluate, load_run
     from dreamer_tf.run.video import dream_frames, image_key, write_video
 
+    if args.probe_actions is not None:
+        from dreamer_tf.run.action_probe import format_report, probe
+
+        try:
+            result = probe(logdir, args.probe_actions, args.probe_horizon, seed=args.seed)
+        except (FileNotFoundError, RuntimeError, ValueError) as error:
+            sys.exit(f'error: {error}')
+        print(format_report(result, args.probe_horizon))
+        if args.json:
+            write_json(args.json, result)
+        return
     overrides = {'task': args.task} if args.task else {}
     try:
         agent, config, envs, path = load_run(

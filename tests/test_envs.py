@@ -343,6 +343,22 @@ def test_dmc_internal_repeat_matches_single_steps():
         np.testing.assert_allclose(both['vector'], second['vector'])
 
 
+def test_dmc_restore_state_replays_the_same_future():
+    from dreamer_tf.envs.dmc import DMC
+    env = DMC('cartpole', 'swingup', seed=3, repeat=2)
+    env.reset()
+    env.step(np.array([0.3]))
+    saved = env.save_state()
+    futures = []
+    for action in (0.9, -0.9, 0.9):
+        futures.append([env.step(np.array([action])) for _ in range(4)])
+        env.restore_state(saved)
+    rewards = [[step['reward'] for step in future] for future in futures]
+    assert rewards[0] == rewards[2] and rewards[0] != rewards[1]
+    for first, third in zip(futures[0], futures[2]):
+        np.testing.assert_array_equal(first['vector'], third['vector'])
+
+
 def test_dmc_vision_image():
     # Rendering runs in a worker process: MuJoCo's GL context segfaults in a
     # process that has loaded TensorFlow (see dreamer_tf.envs.process).

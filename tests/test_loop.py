@@ -295,6 +295,47 @@ def test_eval_script_names_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(SystemExit, match='has no config.yaml'):
         eval_main(['--logdir', str(tmp_path)])
 
+def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path):
+    from dreamer_tf.envs.dmc import DMC
+    from dreamer_tf.run.action_probe import LEVELS
+
+    config = load_config(['dreamerv2', 'dmc_proprio', 'debug'], {
+        'task': 'dmc_cartpole_balance', 'logdir': str(tmp_path), 'run.steps': 300,
+        'run.prefill': 200, 'run.eval_every': 1000, 'run.log_every': 100,
+    })
+    train(config)
+    eval_main(['--logdir', str(tmp_path), '--probe_actions', '3,0', '--probe_horizon', '4',
+               '--json', str(tmp_path / 'probe.json'), '--seed', '7'])
+    result = json.loads((tmp_path / 'probe.json').read_text())
+    rows = result['rows']
+    assert [row['step'] for row in rows] == [0, 3] and result['levels'] == list(LEVELS)
+    for row in rows:
+        assert all(len(row[k]) == len(LEVELS) for k in ('model_reward', 'model_value', 'true_reward'))
+        assert np.isfinite(row['model_reward'] + row['model_value']).all()
+        assert -1 <= row['mode'][0] <= 1 and len(row['raw_mean']) == 1
+    # At step 0 the simulator is at its reset state: the lookahead must give what a
+    # fresh env of the same seed gives for each held action (restores in between).
+    for level, total in zip(LEVELS, rows[0]['true_reward']):
+        env = DMC('cartpole', 'balance', seed=7, repeat=2)
+        env.reset()
+        expected = sum(env.step(np.array([level], np.float32))['reward'] for _ in range(4))
+        assert total == pytest.approx(expected, rel=1e-6)
+    # The episode is played to the task's end (1000 env steps, action repeat 2).
+    assert 0 < result['return'] <= 500 * 2
+
+
+def test_eval_script_probe_rejects_bad_steps_and_non_dmc_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _eval_script.parse(['--logdir', str(tmp_path), '--probe_actions', 'a,b'])
+    assert '--probe_actions takes policy steps' in capsys.readouterr().err
+    config = load_config(['dreamerv2', 'toy', 'debug'], {
+        'logdir': str(tmp_path), 'run.steps': 60, 'run.prefill': 40, 'run.eval_every': 1000,
+    })
+    train(config)
+    with pytest.raises(SystemExit, match='restores MuJoCo states'):
+        eval_main(['--logdir', str(tmp_path), '--probe_actions', '1'])
+
+
 # Each preset with the tiny `debug` networks; short time limits keep episodes (and the
 # evaluations) within a few hundred steps.
 PRESETS = {

@@ -93,6 +93,17 @@ class DMC:
             is_last=self._done,
             is_terminal=self._done and timestep.discount == 0)
 
+    def save_state(self):
+        """The simulator state and step count, for `restore_state` (lookahead probes)."""
+        return self._env.physics.get_state().copy(), self._env._step_count, self._done
+
+    def restore_state(self, saved):
+        """Puts the task back into a state from `save_state`."""
+        state, count, done = saved
+        with self._env.physics.reset_context():
+            self._env.physics.set_state(state)
+        self._env._step_count, self._done = count, done
+
     def close(self):
         self._env.close()
 

@@ -1,0 +1,156 @@
+"""Does a dm_control run's world model rank actions as the task does?
+
+A run stuck at one return (cartpole_balance's 136 is the actor's mode held at
+a bound) has a wrong world model or an actor that cannot follow a right one.
+This probe tells the two apart. It plays one evaluation episode with the
+run's deterministic policy. At chosen policy steps it holds each of a few
+constant actions for H steps twice:
+
+- in the model, imagined from the current posterior state: the sum of the
+  reward head's predictions and the critic's value H steps ahead;
+- in the simulator, from a saved MuJoCo state that is restored afterwards:
+  the true sum of rewards.
+
+It also reports the actor's mode and its raw (pre-tanh) mean: a mean beyond
+about +-9 puts the mode at exactly +-1 in float32, where tanh's gradient is
+0 (the `actor_dead` metric of training).
+
+The simulator runs in a spawned worker without TensorFlow, because MuJoCo's
+GL context and TensorFlow cannot share a process (dreamer_tf/envs/process.py).
+"""
+
+import multiprocessing
+import os
+
+import numpy as np
+
+from dreamer_tf.envs.process import RENDER_GL
+
+LEVELS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+def _simulator(pipe, gl_backend, task, obs, size, camera, repeat, seed, horizon, levels):
+    """Worker: steps the task on request, and measures constant-action lookaheads."""
+    os.environ['MUJOCO_GL'] = gl_backend
+    from dreamer_tf.envs.dmc import DMC, parse_task
+
+    env = DMC(*parse_task(task), obs=obs, size=size, camera=camera, seed=seed, repeat=repeat)
+    act_dim = env.act_space.n
+    try:
+        while True:
+            command, arg = pipe.recv()
+            if command == 'reset':
+                pipe.send(env.reset())
+            elif command == 'step':
+                pipe.send(env.step(arg))
+            elif command == 'lookahead':
+                saved = env.save_state()
+                sums = []
+                for level in levels:
+                    total = 0.0
+                    for _ in range(horizon):
+                        step = env.step(np.full(act_dim, level, np.float32))
+                        total += float(step['reward'])
+                        if step['is_last']:
+                            break
+                    sums.append(total)
+                    env.restore_state(saved)
+                pipe.send(sums)
+            else:
+                break
+    finally:
+        env.close()
+
+
+def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
+    """Model and true lookaheads of the run in `logdir` at the policy steps `steps`.
+
+    Returns {'checkpoint', 'return' (of the whole episode), 'levels', 'rows'}, one
+    row per probed step: {'step', 'mode', 'raw_mean', 'model_reward', 'model_value',
+    'true_reward'}, the last three lists over `levels` (constant actions, every
+    action dimension at that level). The episode's seed defaults to the run's
+    seed + 20000, as scripts/eval.py's.
+    """
+    import tensorflow as tf
+
+    from dreamer_tf.run.loop import load_run
+
+    if horizon < 1 or not levels or any(abs(x) > 1 for x in levels):
+        raise ValueError(f'need horizon >= 1 and levels in [-1, 1], got {horizon}, {levels}')
+    agent, config, envs, path = load_run(logdir)
+    envs.close()
+    if not config.task.startswith('dmc_'):
+        raise ValueError(f'the action probe restores MuJoCo states; {logdir} trained on {config.task!r}')
+    env = config.env
+    context = multiprocessing.get_context('spawn')
+    pipe, child = context.Pipe()
+    camera = None if env.camera < 0 else env.camera
+    seed = config.seed + 20_000 if seed is None else seed
+    args = (child, RENDER_GL, config.task[4:], env.obs, tuple(env.size), camera, env.action_repeat,
+            seed, horizon, tuple(levels))
+    worker = context.Process(target=_simulator, args=args, daemon=True)
+    worker.start()
+    wm, behavior = agent.wm, agent.behavior
+    act_dim = agent.act_space.n
+
+    def imagined(latent, level):
+        policy = lambda feat, seed: (tf.fill([1, act_dim], level), tf.zeros([1, 0]))
+        states, _, _ = wm.rssm.imagine(policy, latent, horizon, tf.constant([seed, 0]))
+        feat = wm.rssm.feat(states)
+        reward = float(tf.reduce_sum(wm.reward(feat).mean()[1:]))
+        value = float(behavior.critic(feat).mean()[-1, 0]) if behavior is not None else None
+        return reward, value
+
+    rows, total, t = [], 0.0, 0
+    try:
+        pipe.send(('reset', None))
+        step = pipe.recv()
+        state = agent.initial_state(1)
+        while True:
+            obs = {k: np.asarray(step[k])[None] for k in [*agent.obs_space, 'is_first']}
+            action, state = agent.policy(obs, state, explore=False)
+            if t in steps:
+                latent = state[0]
+                row = {'step': t, 'mode': None, 'raw_mean': None}
+                if behavior is not None:
+                    raw = behavior.actor.raw(wm.rssm.feat(latent))
+                    row['mode'] = behavior.actor.dist_from(raw).mode().numpy()[0].tolist()
+                    row['raw_mean'] = raw.numpy()[0, :act_dim].tolist()
+                model = [imagined(latent, level) for level in levels]
+                row['model_reward'] = [m[0] for m in model]
+                row['model_value'] = [m[1] for m in model]
+                pipe.send(('lookahead', None))
+                row['true_reward'] = pipe.recv()
+                rows.append(row)
+            pipe.send(('step', np.asarray(action)[0]))
+            step = pipe.recv()
+            total += float(step['reward'])
+            t += 1
+            if step['is_last']:
+                break
+    finally:
+        pipe.send(('close', None))
+        worker.join(30)
+    return {'checkpoint': path, 'return': total, 'levels': list(levels), 'rows': rows}
+
+
+def format_report(result, horizon):
+    """The probe's result as the lines `scripts/eval.py --probe_actions` prints."""
+    levels = ' '.join(f'{x:+.1f}' for x in result['levels'])
+    lines = [
+        f"checkpoint {result['checkpoint']}; episode return {result['return']:.1f}",
+        f'constant actions {levels}, each held {horizon} policy steps:',
+    ]
+    fmt = lambda xs: ' '.join('   -  ' if x is None else f'{x:6.1f}' for x in xs)
+    for row in result['rows']:
+        head = f"step {row['step']:4d}"
+        if row['mode'] is not None:
+            mode = ' '.join(f'{x:+.2f}' for x in row['mode'])
+            raw = ' '.join(f'{x:+.1f}' for x in row['raw_mean'])
+            head += f' | actor mode {mode} (raw mean {raw})'
+        lines.append(head)
+        lines.append(f"    model rewards {fmt(row['model_reward'])}")
+        if row['model_value'][0] is not None:
+            lines.append(f"    model value   {fmt(row['model_value'])}")
+        lines.append(f"    true rewards  {fmt(row['true_reward'])}")
+    return '\n'.join(lines)
