@@ -295,7 +295,7 @@ def test_eval_script_names_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(SystemExit, match='has no config.yaml'):
         eval_main(['--logdir', str(tmp_path)])
 
-def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path):
+def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path, capsys):
     from dreamer_tf.envs.dmc import DMC
     from dreamer_tf.run.action_probe import LEVELS
 
@@ -304,11 +304,13 @@ def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path):
         'run.prefill': 200, 'run.eval_every': 1000, 'run.log_every': 100,
     })
     train(config)
-    eval_main(['--logdir', str(tmp_path), '--probe_actions', '3,0', '--probe_horizon', '4',
+    eval_main(['--logdir', str(tmp_path), '--probe_actions', '3,0,900', '--probe_horizon', '4',
                '--json', str(tmp_path / 'probe.json'), '--seed', '7'])
+    assert 'after the episode' in capsys.readouterr().out
     result = json.loads((tmp_path / 'probe.json').read_text())
     rows = result['rows']
-    assert [row['step'] for row in rows] == [0, 3] and result['levels'] == list(LEVELS)
+    assert [row['step'] for row in rows] == [0, 3] and result['missed'] == [900]
+    assert result['levels'] == list(LEVELS)
     for row in rows:
         assert all(len(row[k]) == len(LEVELS) for k in ('model_reward', 'model_value', 'true_reward'))
         assert np.isfinite(row['model_reward'] + row['model_value']).all()

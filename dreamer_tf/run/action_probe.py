@@ -65,8 +65,8 @@ def _simulator(pipe, gl_backend, task, obs, size, camera, repeat, seed, horizon,
 def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     """Model and true lookaheads of the run in `logdir` at the policy steps `steps`.
 
-    Returns {'checkpoint', 'return' (of the whole episode), 'levels', 'rows'}, one
-    row per probed step: {'step', 'mode', 'raw_mean', 'model_reward', 'model_value',
+    Returns {'checkpoint', 'return' (of the whole episode), 'levels', 'rows',
+    'missed' (steps after the episode's end)}, one row per probed step: {'step', 'mode', 'raw_mean', 'model_reward', 'model_value',
     'true_reward'}, the last three lists over `levels` (constant actions, every
     action dimension at that level). The episode's seed defaults to the run's
     seed + 20000, as scripts/eval.py's.
@@ -131,7 +131,9 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     finally:
         pipe.send(('close', None))
         worker.join(30)
-    return {'checkpoint': path, 'return': total, 'levels': list(levels), 'rows': rows}
+    missed = sorted(set(steps) - {row['step'] for row in rows})
+    return {'checkpoint': path, 'return': total, 'levels': list(levels), 'rows': rows,
+            'missed': missed}
 
 
 def format_report(result, horizon):
@@ -153,4 +155,6 @@ def format_report(result, horizon):
         if row['model_value'][0] is not None:
             lines.append(f"    model value   {fmt(row['model_value'])}")
         lines.append(f"    true rewards  {fmt(row['true_reward'])}")
+    if result['missed']:
+        lines.append(f"not probed, after the episode's end: steps {result['missed']}")
     return '\n'.join(lines)
