@@ -7,7 +7,8 @@ run's deterministic policy. At chosen policy steps it holds each of a few
 constant actions for H steps twice:
 
 - in the model, imagined from the current posterior state: the sum of the
-  reward head's predictions and the critic's value H steps ahead;
+  reward head's predictions and the critic's value H steps ahead, each the
+  mean over 16 imagined futures (the prior's latents are sampled);
 - in the simulator, from a saved MuJoCo state that is restored afterwards:
   the true sum of rewards.
 
@@ -27,6 +28,7 @@ import numpy as np
 from dreamer_tf.envs.process import RENDER_GL
 
 LEVELS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+SAMPLES = 16
 
 
 def _simulator(pipe, gl_backend, task, obs, size, camera, repeat, seed, horizon, levels):
@@ -94,12 +96,15 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     act_dim = agent.act_space.n
 
     def imagined(latent, level):
-        policy = lambda feat, seed: (tf.fill([1, act_dim], level), tf.zeros([1, 0]))
+        # The mean over SAMPLES imagined futures: the prior's latents are drawn.
+        latent = {k: tf.repeat(v, SAMPLES, 0) for k, v in latent.items()}
+        policy = lambda feat, _: (tf.fill([SAMPLES, act_dim], level), tf.zeros([SAMPLES, 0]))
         states, _, _ = wm.rssm.imagine(policy, latent, horizon, tf.constant([seed, 0]))
         feat = wm.rssm.feat(states)
-        reward = float(tf.reduce_sum(wm.reward(feat).mean()[1:]))
-        value = float(behavior.critic(feat).mean()[-1, 0]) if behavior is not None else None
-        return reward, value
+        reward = float(tf.reduce_mean(tf.reduce_sum(wm.reward(feat).mean()[1:], 0)))
+        if behavior is None:
+            return reward, None
+        return reward, float(tf.reduce_mean(behavior.critic(feat).mean()[-1]))
 
     rows, total, t = [], 0.0, 0
     try:
