@@ -142,8 +142,9 @@ class Actor(tf.Module):
 
         `actor_mode_abs`: mean |mode|. `actor_dead`: the fraction of action
         dimensions whose mode is exactly +-1 in float32, where the gradient of
-        tanh, 1 - tanh^2, is exactly 0: no objective can move such a mean back
-        (the trunc_normal and normal means are unbounded before the tanh;
+        tanh, 1 - tanh^2, is exactly 0: the actor's loss cannot move such a
+        mean back, only a change of the world model's features can (the
+        trunc_normal and normal means are unbounded before the tanh;
         tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
         """
         mode = self.dist_from(x).mode()
