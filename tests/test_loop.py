@@ -295,7 +295,8 @@ def test_eval_script_names_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(SystemExit, match='has no config.yaml'):
         eval_main(['--logdir', str(tmp_path)])
 
-def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path, capsys):
+def test_eval_script_probes_constant_actions_in_model_and_simulator(
+        tmp_path, capsys, monkeypatch):
     from dreamer_tf.envs.dmc import DMC
     from dreamer_tf.run.action_probe import LEVELS
 
@@ -324,6 +325,10 @@ def test_eval_script_probes_constant_actions_in_model_and_simulator(tmp_path, ca
         assert total == pytest.approx(expected, rel=1e-6)
     # The episode is played to the task's end (1000 env steps, action repeat 2).
     assert 0 < result['return'] <= 500 * 2
+    # A simulator worker that dies (here: MuJoCo refuses the GL backend) is named.
+    monkeypatch.setattr('dreamer_tf.run.action_probe.RENDER_GL', 'no-such-backend')
+    with pytest.raises(SystemExit, match='simulator worker .* died'):
+        eval_main(['--logdir', str(tmp_path), '--probe_actions', '1'])
 
 
 def test_eval_script_probe_rejects_bad_steps_and_non_dmc_runs(tmp_path, capsys):

@@ -68,10 +68,11 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     """Model and true lookaheads of the run in `logdir` at the policy steps `steps`.
 
     Returns {'checkpoint', 'return' (of the whole episode), 'levels', 'rows',
-    'missed' (steps after the episode's end)}, one row per probed step: {'step', 'mode', 'raw_mean', 'model_reward', 'model_value',
-    'true_reward'}, the last three lists over `levels` (constant actions, every
-    action dimension at that level). The episode's seed defaults to the run's
-    seed + 20000, as scripts/eval.py's.
+    'missed' (steps after the episode's end)}, one row per probed step:
+    {'step', 'mode', 'raw_mean', 'model_reward', 'model_value', 'true_reward'},
+    the last three lists over `levels` (constant actions, every action
+    dimension at that level). The episode's seed defaults to the run's seed +
+    20000, as scripts/eval.py's.
     """
     import tensorflow as tf
 
@@ -92,6 +93,7 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
             seed, horizon, tuple(levels))
     worker = context.Process(target=_simulator, args=args, daemon=True)
     worker.start()
+    child.close()  # so that a dead worker ends `recv` with EOFError instead of a hang
     wm, behavior = agent.wm, agent.behavior
     act_dim = agent.act_space.n
 
@@ -106,10 +108,19 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
             return reward, None
         return reward, float(tf.reduce_mean(behavior.critic(feat).mean()[-1]))
 
+    def ask(command, arg=None):
+        try:
+            pipe.send((command, arg))
+            return pipe.recv()
+        except (EOFError, OSError):
+            worker.join(10)
+            raise RuntimeError(
+                f'the simulator worker for {config.task!r} died (exit code {worker.exitcode})'
+            ) from None
+
     rows, total, t = [], 0.0, 0
     try:
-        pipe.send(('reset', None))
-        step = pipe.recv()
+        step = ask('reset')
         state = agent.initial_state(1)
         while True:
             obs = {k: np.asarray(step[k])[None] for k in [*agent.obs_space, 'is_first']}
@@ -124,17 +135,18 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
                 model = [imagined(latent, level) for level in levels]
                 row['model_reward'] = [m[0] for m in model]
                 row['model_value'] = [m[1] for m in model]
-                pipe.send(('lookahead', None))
-                row['true_reward'] = pipe.recv()
+                row['true_reward'] = ask('lookahead')
                 rows.append(row)
-            pipe.send(('step', np.asarray(action)[0]))
-            step = pipe.recv()
+            step = ask('step', np.asarray(action)[0])
             total += float(step['reward'])
             t += 1
             if step['is_last']:
                 break
     finally:
-        pipe.send(('close', None))
+        try:
+            pipe.send(('close', None))
+        except OSError:  # the worker is gone already
+            pass
         worker.join(30)
     missed = sorted(set(steps) - {row['step'] for row in rows})
     return {'checkpoint': path, 'return': total, 'levels': list(levels), 'rows': rows,
