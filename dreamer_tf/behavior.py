@@ -137,8 +137,8 @@ class Actor(tf.Module):
         std = (cfg.max_std - cfg.min_std) * tf.sigmoid(std + cfg.init_std) + cfg.min_std
         return dists.Normal(tf.tanh(mean), std)
 
-    def saturation(self, x):
-        """How far the continuous actor's mode sits at the action bounds, from raw outputs `x`.
+    def saturation(self, dist):
+        """How far the mode of `dist` (from `dist_from`, continuous) sits at the action bounds.
 
         `actor_mode_abs`: mean |mode|. `actor_dead`: the fraction of action
         dimensions whose mode is exactly +-1 in float32, where the gradient of
@@ -147,7 +147,7 @@ class Actor(tf.Module):
         trunc_normal and normal means are unbounded before the tanh;
         tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
         """
-        mode = self.dist_from(x).mode()
+        mode = sg(dist.mode())
         return {
             'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
             'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),
@@ -250,7 +250,7 @@ class ActorCritic(tf.Module):
             scale = tf.constant(1.0)
         # The actor's distributions at s_0..s_{H-1}, kept by the imagination scan.
         policy = self.actor.dist_from(traj['actor_raw'])
-        metrics = {} if self.actor.discrete else self.actor.saturation(sg(traj['actor_raw']))
+        metrics = {} if self.actor.discrete else self.actor.saturation(policy)
         if self.grad == 'dynamics':
             adv = returns - baseline if cfg.actor.backprop_baseline else returns
             objective = adv / scale

@@ -263,7 +263,7 @@ def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
     cfg = load_config([preset, 'debug']).actor
     actor = Actor(4, ActSpace(False, 2), cfg)
     raw = tf.constant([[-20.0, 0.0, 0.0, 0.0]])  # means (-20, 0), raw stds 0
-    stats = actor.saturation(raw)
+    stats = actor.saturation(actor.dist_from(raw))
     assert float(stats['actor_dead']) == dead
     mode = actor.dist_from(raw).mode().numpy()[0]
     assert mode[1] == 0.0
