@@ -6,7 +6,9 @@ mean ± std of the returns. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
 (.gif, or .mp4 with imageio-ffmpeg; checked before playing). --trace writes the
 first episode step by step (observations, actions, rewards) as .npz, in the
-replay's format, for looking at what the policy does. --json writes every
+replay's format, for looking at what the policy does, with what the reward
+head and the critic predict at each step beside the rewards and the discounted
+return-to-go the episode gave (dreamer_tf/run/value_trace.py). --json writes every
 episode's result.
 """
 
@@ -41,7 +43,8 @@ def parse(argv):
     parser.add_argument('--dream_length', type=int, default=50, help='frames in the dream video')
     parser.add_argument('--fps', type=int, default=15)
     parser.add_argument('--trace', default=None,
-                        help="write the first episode's observations, actions and rewards (.npz)")
+                        help="write the first episode's observations, actions and rewards (.npz), "
+                        "with the model's reward and the critic's value at each step")
     parser.add_argument('--json', default=None, help='write per-episode results as JSON')
     parser.add_argument('--probe_actions', default=None, metavar='STEPS',
                         help='dm_control runs: instead of scoring episodes, compare the model\'s '
@@ -135,10 +138,14 @@ def main(argv=None):
         frames = dream_frames(agent, steps, args.dream_context, args.dream_length)
         print(f'Dream (truth | model | difference): {write_video(frames, args.dream, args.fps)}')
     if args.trace:
+        from dreamer_tf.run.value_trace import format_report, model_along
+
+        model = model_along(agent, steps)
         buffer = io.BytesIO()
-        np.savez(buffer, **steps)
+        np.savez(buffer, **steps, **model)
         write_atomic(args.trace, buffer.getvalue())
         print(f'Trace ({len(steps["reward"])} steps, first of them the reset): {args.trace}')
+        print(format_report(steps, model, config.imag.discount))
     if args.json:
         write_json(
             args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}

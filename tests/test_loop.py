@@ -29,6 +29,8 @@ from dreamer_tf.run.loop import (
     suite_metrics,
     train,
 )
+from dreamer_tf.run.value_trace import format_report as format_trace_report
+from dreamer_tf.run.value_trace import return_to_go
 from dreamer_tf.run.video import to_rgb, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,8 +93,25 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
                '--json', str(tmp_path / 'eval.json')])
     episode = json.loads((tmp_path / 'eval.json').read_text())['episodes'][0]
     with np.load(tmp_path / 't.npz') as trace:
-        assert trace['vector'].shape == (episode['length'] + 1, 4)
-        assert trace['reward'].sum() == pytest.approx(episode['return'])
+        trace = dict(trace)
+    assert trace['vector'].shape == (episode['length'] + 1, 4)
+    assert trace['reward'].sum() == pytest.approx(episode['return'])
+    # Its model readings are those of the states the deterministic policy filtered.
+    agent, config, envs, _ = load_run(tmp_path, overrides={})
+    envs.close()
+    state, values, rewards = agent.initial_state(1), [], []
+    for t in range(len(trace['reward'])):
+        obs = {'vector': trace['vector'][t:t + 1], 'is_first': trace['is_first'][t:t + 1]}
+        _, state = agent.policy(obs, state, explore=False)
+        feat = agent.wm.rssm.feat(state[0])
+        values.append(agent.behavior.critic(feat).mean().numpy()[0])
+        rewards.append(agent.wm.reward(feat).mean().numpy()[0])
+    np.testing.assert_allclose(trace['model_value'], values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(trace['model_reward'], rewards, rtol=1e-5, atol=1e-5)
+    gamma = config.imag.discount
+    expected = sum(gamma**k * r for k, r in enumerate(trace['reward'][1:]))
+    assert trace['return_to_go'][0] == pytest.approx(expected, rel=1e-5)
+    assert trace['return_to_go'][-1] == 0
     with pytest.raises(SystemExit, match='a video needs exactly one'):
         eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
 
@@ -269,7 +288,9 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     assert [r['length'] for r in results['episodes']] == [80] * 3
     # The trace: the reset, then one entry per policy step (80 env steps, action repeat 4).
     with np.load(tmp_path / 'trace.npz') as trace:
-        assert set(trace) == {'image', 'action', 'reward', 'is_first', 'is_last', 'is_terminal'}
+        assert set(trace) == {'image', 'action', 'reward', 'is_first', 'is_last', 'is_terminal',
+                              'model_reward', 'model_value', 'return_to_go'}
+        assert trace['model_value'].shape == trace['return_to_go'].shape == (21,)
         assert trace['image'].dtype == np.uint8 and trace['image'].shape[:1] == (21,)
         assert trace['action'].shape == (21, 18) and not trace['action'][0].any()
         assert trace['is_first'].tolist() == [True] + [False] * 20 and trace['is_last'][-1]
@@ -462,3 +483,21 @@ def test_logger_keeps_records_after_a_line_cut_short(tmp_path):
     (tmp_path / 'metrics.jsonl').write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
     Logger(tmp_path).write(3, {'loss': 1.0})
     assert [r['step'] for r in read_tolerant(tmp_path / 'metrics.jsonl')] == [1, 3]
+
+
+def test_trace_report_compares_heads_with_the_episode():
+    steps = {'reward': np.array([0.0, 1.0, 2.0, 3.0], np.float32)}
+    model = {
+        'model_reward': np.array([5.0, 1.0, 2.0, 4.0], np.float32),
+        'return_to_go': return_to_go(steps['reward'], 0.5),
+        'model_value': np.array([2.0, 3.0, 3.0, 1.0], np.float32),
+    }
+    report = format_trace_report(steps, model, 0.5)
+    # The reset step's prediction is left out of the error: RMSE of (0, 0, 1).
+    assert f'RMSE {np.sqrt(1 / 3):.3f}' in report
+    assert 'mean value 2.25 against a mean discounted return-to-go of 2.31' in report
+    assert len(report.splitlines()) == 3 + 1 + 4  # summary lines, a header, every step
+    # PlaNet has no critic: only the reward head is compared.
+    del model['model_value']
+    report = format_trace_report(steps, model, 0.5)
+    assert 'critic' not in report and 'value' not in report.splitlines()[2]

@@ -10,6 +10,7 @@ from dreamer_tf import dists
 from dreamer_tf.behavior import ReturnNorm, lambda_return, quantile
 from dreamer_tf import nn
 from dreamer_tf.optim import Adam
+from dreamer_tf.run.value_trace import return_to_go
 from dreamer_tf.rssm import RSSM
 from dreamer_tf.world_model import kl_loss
 
@@ -23,6 +24,13 @@ def test_lambda_return_hand_computed():
     discount = tf.fill([3, 1], 0.9)
     got = lambda_return(reward, value, discount, 0.5)[:, 0].numpy()
     np.testing.assert_allclose(got, [4.0915, 5.87, 6.6], rtol=1e-6)
+
+
+def test_return_to_go_hand_computed():
+    # Rewards on reaching steps 0..3 (step 0 is the reset), discount 0.5:
+    # G_3 = 0; G_2 = 3; G_1 = 2 + .5 * 3 = 3.5; G_0 = 1 + .5 * 3.5 = 2.75.
+    got = return_to_go([0.0, 1.0, 2.0, 3.0], 0.5)
+    np.testing.assert_allclose(got, [2.75, 3.5, 3.0, 0.0])
 
 
 def test_lambda_return_limits():

@@ -1,0 +1,99 @@
+"""What the world model and the critic say along a recorded episode, beside what it returned.
+
+`scripts/eval.py --trace` records one evaluation episode. This module filters
+that episode again through the run's world model, the way the deterministic
+policy does (posterior at every step, its latent replaced by the mode, the
+recorded action as the previous action), and reads two heads at every step t:
+
+- `model_reward`: the reward head's mean at s_t, against the reward recorded
+  on reaching step t;
+- `model_value`: the critic's value at s_t (absent for PlaNet, which has no
+  critic), against the discounted return-to-go actually collected after t,
+  G_t = r_{t+1} + gamma r_{t+2} + ..., gamma the run's `imag.discount`: the
+  quantity the critic estimates (behavior.lambda_return pairs the reward of
+  reaching s_{t+1} with v_{t+1}).
+
+A critic far below G_t, or flat across states whose futures differ (an
+upright pole that is already drifting towards a fall), cannot tell the actor
+what a state is worth beyond the imagination horizon. Near a time limit G_t
+is cut short while the value is not: compare them before the episode's end.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+ROWS = 10
+
+
+def return_to_go(reward, discount):
+    """G_t = sum_{k >= 1} discount^(k-1) reward[t+k] for a recorded episode; G = 0 at its end."""
+    reward = np.asarray(reward, np.float64)
+    togo = np.zeros_like(reward)
+    for t in range(len(reward) - 2, -1, -1):
+        togo[t] = reward[t + 1] + discount * togo[t + 1]
+    return togo.astype(np.float32)
+
+
+def model_along(agent, steps):
+    """The heads' readings along `steps` (a recorded episode, dict of [T, ...]).
+
+    Returns dict of [T] float32 arrays: `model_reward`, `return_to_go`, and
+    `model_value` when the agent has a critic.
+    """
+    wm = agent.wm
+    obs = {k: tf.convert_to_tensor(v) for k, v in steps.items() if k in agent.obs_space}
+    seed = tf.constant([0, 0], tf.int32)
+    embed = wm.encoder(wm.preprocess(obs, seed, augment=False))
+    actions = tf.convert_to_tensor(steps['action'], tf.float32)
+    is_first = tf.convert_to_tensor(steps['is_first'])
+    latent = wm.rssm.initial(1)
+    feats = []
+    for t in range(len(steps['reward'])):
+        latent, _ = wm.rssm.obs_step(
+            latent, actions[t:t + 1], embed[t:t + 1], is_first[t:t + 1], seed
+        )
+        latent = dict(latent, stoch=wm.rssm.latent_dist(latent).mode())
+        feats.append(wm.rssm.feat(latent))
+    feat = tf.concat(feats, 0)
+    out = {
+        'model_reward': wm.reward(feat).mean().numpy().astype(np.float32),
+        'return_to_go': return_to_go(steps['reward'], agent.config.imag.discount),
+    }
+    if agent.behavior is not None:
+        out['model_value'] = agent.behavior.critic(feat).mean().numpy().astype(np.float32)
+    return out
+
+
+def format_report(steps, model, discount):
+    """A few lines comparing the heads' readings with the episode (arrays of `model_along`)."""
+    reward = np.asarray(steps['reward'], np.float32)
+    # The reset step has no reward to predict.
+    error = model['model_reward'][1:] - reward[1:]
+    lines = [
+        'Model along the traced episode (posterior modes, as the deterministic policy filters):',
+        (
+            f'  reward head: RMSE {np.sqrt(np.mean(error**2)):.3f} against the rewards '
+            f'(their std {reward[1:].std():.3f})'
+        ),
+    ]
+    value, togo = model.get('model_value'), model['return_to_go']
+    if value is not None:
+        corr = (
+            float(np.corrcoef(value, togo)[0, 1])
+            if value.std() > 0 and togo.std() > 0
+            else float('nan')
+        )
+        lines.append(
+            f'  critic: mean value {value.mean():.2f} against a mean discounted return-to-go '
+            f'of {togo.mean():.2f} (discount {discount}); correlation {corr:.2f}'
+        )
+    header = f'  {"step":>5} {"reward":>8} {"model reward":>13}'
+    if value is not None:
+        header += f' {"value":>9} {"return-to-go":>13}'
+    lines.append(header)
+    for t in np.unique(np.linspace(0, len(reward) - 1, ROWS).round().astype(int)):
+        row = f'  {t:5d} {reward[t]:8.2f} {model["model_reward"][t]:13.2f}'
+        if value is not None:
+            row += f' {value[t]:9.2f} {togo[t]:13.2f}'
+        lines.append(row)
+    return '\n'.join(lines)
