@@ -3,7 +3,8 @@
 `scripts/eval.py --trace` records one evaluation episode. This module filters
 that episode again through the run's world model, the way the deterministic
 policy does (posterior at every step, its latent replaced by the mode, the
-recorded action as the previous action), and reads two heads at every step t:
+recorded action as the previous action; only the dequantisation noise of
+PlaNet's 5-bit images is drawn anew), and reads two heads at every step t:
 
 - `model_reward`: the reward head's mean at s_t, against the reward recorded
   on reaching step t;
