@@ -25,6 +25,7 @@ from dreamer_tf.run.loop import (
     load_run,
     check_schedule,
     replay_step,
+    schedule_count,
     scheduled_updates,
     suite_metrics,
     train,
@@ -87,6 +88,9 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     assert resumed.updates.numpy() > updates_before
     steps = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl')]
     assert max(steps) >= 200
+    # Evaluations keep the run's schedule (prefill 64, every 80) across the resume at 160.
+    evals = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'eval_return' in r]
+    assert evals == [64, 144, 224]
 
     # The evaluation script traces a vector-observation episode, and says why it cannot film one.
     eval_main(['--logdir', str(tmp_path), '--episodes', '1', '--trace', str(tmp_path / 't.npz'),
@@ -114,6 +118,13 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     assert trace['return_to_go'][-1] == 0
     with pytest.raises(SystemExit, match='a video needs exactly one'):
         eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
+
+
+def test_schedule_counts_fixed_points():
+    # Points 100, 300, 500, ... (start 100, every 200); every 0 is no schedule.
+    assert [schedule_count(step, 100, 200) for step in (0, 99, 100, 299, 300, 700)] == [
+        0, 0, 1, 1, 2, 4]
+    assert schedule_count(10_000, 0, 0) == 0
 
 
 def test_update_schedules():

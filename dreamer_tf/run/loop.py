@@ -271,6 +271,21 @@ def check_schedule(run):
         )
 
 
+def schedule_count(step, start, every):
+    """How many points of the schedule start, start + every, start + 2 every, ...
+    env step `step` has reached (0 if `every` is 0: no schedule).
+
+    Evaluations come at the first env step at or past each point from the end
+    of prefill on; videos at the first evaluation at or past each point of
+    theirs. Counting from fixed points rather than from the last event keeps a
+    resumed run on the schedule it started with: counting from the resumed
+    step would put the next evaluation a whole interval after every restart.
+    """
+    if not every or step < start:
+        return 0
+    return (step - start) // every + 1
+
+
 def scheduled_updates(run, since):
     """Total updates due once `since` policy steps have followed prefill (>= 0).
 
@@ -339,8 +354,10 @@ def train(config: Config):
     prefill_policy_steps = -(-run.prefill // repeat)
     count = {k: int(v.numpy()) for k, v in counters.counts().items()}
     last_log = count['env_steps']
-    last_eval = count['env_steps'] if restored else -run.eval_every
-    last_video = count['env_steps'] if restored else -run.video_every
+    # A resumed run keeps its schedule: the evaluations and videos due by the
+    # checkpoint's step were made before it was written.
+    done = lambda every: schedule_count(count['env_steps'], run.prefill, every) if restored else 0
+    evals_done, videos_done = done(run.eval_every), done(run.video_every)
     timer = {'time': time.time(), 'env_steps': last_log, 'updates': count['updates']}
 
     def updates_due():
@@ -415,9 +432,10 @@ def train(config: Config):
                 count['updates'] += 1
 
             step = count['env_steps']
-            if step - last_eval >= run.eval_every and step >= run.prefill:
-                last_eval = step
-                film = bool(run.video_every) and step - last_video >= run.video_every
+            if schedule_count(step, run.prefill, run.eval_every) > evals_done:
+                evals_done = schedule_count(step, run.prefill, run.eval_every)
+                videos_due = schedule_count(step, run.prefill, run.video_every)
+                film = videos_due > videos_done
                 results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film)
                 returns = [r['return'] for r in results]
                 # Episodes and policy go with each evaluation: a resume may change either.
@@ -426,7 +444,7 @@ def train(config: Config):
                     'eval_episodes': len(returns), 'eval_sampled': run.eval_policy == 'sample'})
                 logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
                 if film:
-                    last_video = step
+                    videos_done = videos_due
                     steps = next(r['steps'] for r in results if 'steps' in r)
                     save_videos(agent, steps, logdir / 'videos', step, logger)
             if step - last_log >= run.log_every:
