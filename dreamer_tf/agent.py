@@ -227,10 +227,7 @@ class Agent(tf.Module):
         seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
         embed = self.wm.encoder(self.wm.preprocess(obs, seed_pre, augment=False))
-        latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, obs['is_first'], seed_obs)
-        if not explore:
-            # Evaluation acts deterministically: the posterior's mode and the actor's mode.
-            latent = dict(latent, stoch=self.wm.rssm.latent_dist(latent).mode())
+        latent = self.posterior(latent, prev_action, embed, obs['is_first'], seed_obs, explore)
         if self.behavior is None:
             # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
             reward = lambda feat: self.wm.reward(feat).mean()
@@ -244,6 +241,15 @@ class Agent(tf.Module):
             # V3's Normal actor is unbounded; the env and the replay see actions in [-1, 1].
             action = tf.clip_by_value(action, -1.0, 1.0)
         return action, (latent, action)
+
+    def posterior(self, latent, prev_action, embed, is_first, seed, explore):
+        """The policy's filter step: the posterior state after `embed`; without
+        `explore` its latent is the mode, as evaluation acts deterministically
+        (the posterior's mode and the actor's mode)."""
+        latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, is_first, seed)
+        if not explore:
+            latent = dict(latent, stoch=self.wm.rssm.latent_dist(latent).mode())
+        return latent
 
     def _explore(self, action, amount, seed):
         """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy (discrete)."""

@@ -432,8 +432,9 @@ def train(config: Config):
                 count['updates'] += 1
 
             step = count['env_steps']
-            if schedule_count(step, run.prefill, run.eval_every) > evals_done:
-                evals_done = schedule_count(step, run.prefill, run.eval_every)
+            evals_due = schedule_count(step, run.prefill, run.eval_every)
+            if evals_due > evals_done:
+                evals_done = evals_due
                 videos_due = schedule_count(step, run.prefill, run.video_every)
                 film = videos_due > videos_done
                 results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film)

@@ -50,10 +50,9 @@ def model_along(agent, steps):
     latent = wm.rssm.initial(1)
     feats = []
     for t in range(len(steps['reward'])):
-        latent, _ = wm.rssm.obs_step(
-            latent, actions[t:t + 1], embed[t:t + 1], is_first[t:t + 1], seed
+        latent = agent.posterior(
+            latent, actions[t:t + 1], embed[t:t + 1], is_first[t:t + 1], seed, explore=False
         )
-        latent = dict(latent, stoch=wm.rssm.latent_dist(latent).mode())
         feats.append(wm.rssm.feat(latent))
     feat = tf.concat(feats, 0)
     out = {
