@@ -134,6 +134,26 @@ class Replay:
         with self._lock:
             self._store(episode)
 
+    def store_partial(self):
+        """Stores every in-progress episode as a truncated one, e.g. at a stop.
+
+        The last step gets ``is_last`` and keeps ``is_terminal``, as at a time
+        limit, so a resumed run trains on every step it collected. An episode
+        of one step holds no transition and is dropped.
+        """
+        with self._lock:
+            partial, self._partial = self._partial, {}
+        for steps in partial.values():
+            if len(steps['is_first']) < 2:
+                continue
+            steps['is_last'][-1] = np.array(True)
+            episode = {key: np.stack(values) for key, values in steps.items()}
+            with self._lock:
+                name = self._new_filename(len(episode['is_first']))
+            self._write(episode, name)
+            with self._lock:
+                self._store(episode)
+
     def drop_partial(self, worker):
         """Discards ``worker``'s in-progress episode, e.g. after a crash."""
         with self._lock:

@@ -69,7 +69,9 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     assert any('model_loss' in r for r in records) and any('eval_return' in r for r in records)
     assert (tmp_path / 'config.yaml').exists()
     assert list(tmp_path.glob('events.out.tfevents*'))
-    assert list((tmp_path / 'replay').glob('*.npz'))
+    # Every collected step is in the replay: the stop stored the episode in progress.
+    lengths = [int(path.stem.rsplit('-', 1)[1]) for path in (tmp_path / 'replay').glob('*.npz')]
+    assert sum(lengths) - len(lengths) == counters.policy_steps.numpy()  # One reset step each.
 
     # A fresh agent restored from the checkpoint has exactly the trained weights.
     config = tiny_config(tmp_path)

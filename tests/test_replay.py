@@ -211,6 +211,26 @@ def test_drop_partial_discards_a_workers_episode(tmp_path):
         replay.sample()['vector'][0, :, 0], range(5))
 
 
+def test_store_partial_keeps_episodes_in_progress_as_truncated(tmp_path):
+    replay = Replay(tmp_path, 1000, 2, 1)
+    add_episode(replay, 3, 0)
+    for i in range(4):
+        replay.add(make_step(10 + i, first=i == 0), worker=0)
+    replay.add(make_step(20, first=True), worker=1)  # A reset alone: no transition.
+    replay.store_partial()
+    files = replay.episode_files()
+    assert [path.name[-6:] for path in files] == ['-3.npz', '-4.npz']
+    with np.load(files[1]) as data:
+        np.testing.assert_array_equal(data['vector'][:, 0], range(10, 14))
+        np.testing.assert_array_equal(data['is_last'], [False, False, False, True])
+        assert not data['is_terminal'].any()
+    resumed = Replay(tmp_path, 1000, 2, 1)
+    assert (resumed.num_steps, resumed.num_episodes) == (7, 2)
+    # Both workers start new episodes afterwards.
+    add_episode(replay, 2, 30, worker=1)
+    assert replay.num_episodes == 3
+
+
 def test_first_step_must_have_is_first(tmp_path):
     replay = Replay(tmp_path, 1000, 2, 2)
     with pytest.raises(ValueError, match='Worker 2.*is_first=True'):
