@@ -21,9 +21,10 @@ The two KL terms are:
     with free nats applied to the batch-mean KL (`free_avg: true`,
     danijar/dreamerv2 `kl.free_avg`).
 - DreamerV1/PlaNet (eq. 10 / free nats): plain KL[q || p] with free nats 3
-    on the mean. Because both terms have the same value and their gradients
-    add up to the unbalanced KL's, dyn = rep = 0.5 with `free_avg: true`
-    reproduces it exactly.
+    on the mean. Its gradient is the sum of the two terms' (the prior's from
+    the first, the posterior's from the second), so dyn = rep = 1 with
+    `free_avg: true` reproduces it; the loss then counts the KL's value twice.
+    (dyn = rep = 0.5, DreamerV2's alpha = 0.5, gives half of that gradient.)
 """
 
 import tensorflow as tf

@@ -9,6 +9,7 @@ import tensorflow as tf
 from dreamer_tf import dists
 from dreamer_tf.behavior import ReturnNorm, lambda_return, quantile
 from dreamer_tf import nn
+from dreamer_tf.config import load_config
 from dreamer_tf.optim import Adam
 from dreamer_tf.run.value_trace import return_to_go
 from dreamer_tf.rssm import RSSM
@@ -77,6 +78,23 @@ def test_kl_balancing_weights_gradients():
     # d KL / d mu_prior = (mu_prior - mu_post) = 1 per dim; d KL / d mu_post = -1.
     np.testing.assert_allclose(g_prior.numpy(), [[0.8, 0.8]], rtol=1e-6)
     np.testing.assert_allclose(g_post.numpy(), [[-0.2, -0.2]], rtol=1e-6)
+
+
+@pytest.mark.parametrize('preset', ['dreamerv1', 'planet', 'dreamingv1'])
+def test_v1_kl_preset_has_the_unbalanced_kl_gradient(preset):
+    # DreamerV1/PlaNet minimise max(mean KL[q || p], 3): both posterior and prior get
+    # the full gradient of the KL (mean offset 3 per dim: KL 4.5 per dim, above the free nats).
+    kl = load_config([preset]).kl
+    rssm = gaussian_rssm()
+    post_mean, prior_mean = tf.Variable([[0.0, 0.0]]), tf.Variable([[3.0, 3.0]])
+    with tf.GradientTape() as tape:
+        post = dict(normal_state([0.0, 0.0]), mean=post_mean * 1)
+        prior = dict(normal_state([3.0, 3.0]), mean=prior_mean * 1)
+        loss, metrics = kl_loss(post, prior, rssm, **dict(kl))
+    g_post, g_prior = tape.gradient(loss, [post_mean, prior_mean])
+    assert metrics['kl'].numpy() == pytest.approx(9.0)
+    np.testing.assert_allclose(g_prior.numpy(), [[3.0, 3.0]], rtol=1e-6)
+    np.testing.assert_allclose(g_post.numpy(), [[-3.0, -3.0]], rtol=1e-6)
 
 
 def test_free_bits_per_step_vs_average():
