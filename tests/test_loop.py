@@ -272,7 +272,10 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     # Each lockstep step adds 2 envs x action repeat 4 env steps.
     assert counters.env_steps.numpy() == 240 and counters.policy_steps.numpy() == 60
     assert counters.episodes.numpy() == 2 and counters.updates.numpy() > 0
-    assert len(list((tmp_path / 'replay').glob('*.npz'))) == 2
+    # Per env: a finished episode (reset + 20 steps) and, stored at the stop, the reset and
+    # 10 steps of the next.
+    lengths = sorted(int(p.stem.rsplit('-', 1)[1]) for p in (tmp_path / 'replay').glob('*.npz'))
+    assert lengths == [11, 11, 21, 21]
     # One record per training episode, ending when the counters pass its last step.
     records = read_jsonl(tmp_path / 'stats.jsonl')
     # Both 80-step episodes end at the 20th lockstep step: 2 envs x 20 x 4 = 160 env steps.
@@ -480,13 +483,17 @@ def test_training_survives_a_killed_worker(tmp_path, monkeypatch, capfd):
     _, counters = train(config)
     assert counters.env_steps.numpy() == 200 and counters.updates.numpy() > 0
     assert 'died (exit code -9): restarting env 1' in capfd.readouterr().err
-    episodes = list((tmp_path / 'replay').glob('*.npz'))
-    for path in episodes:
+    steps = []
+    for path in sorted((tmp_path / 'replay').glob('*.npz')):  # Names sort by write time.
         with np.load(path) as episode:
             first, last = episode['is_first'], episode['is_last']
             assert first[0] and not first[1:].any() and last[-1] and not last[:-1].any()
-    # Every stored episode has its record; the dropped one has neither.
-    assert len(read_jsonl(tmp_path / 'stats.jsonl')) == len(episodes) > 0
+            steps.append(len(first) - 1)  # Without the reset step.
+    # Files and records of the finished episodes match one to one, in order, so the dropped
+    # episode has neither; after them come the episodes in progress, stored at the stop.
+    records = [r['length'] for r in read_jsonl(tmp_path / 'stats.jsonl')]
+    assert steps[:len(records)] == records and len(records) > 0
+    assert 1 <= len(steps) - len(records) <= 2
 
 
 def test_logger_keeps_records_after_a_line_cut_short(tmp_path):
