@@ -465,10 +465,11 @@ def train(config: Config):
             print(
                 f'Stopped by {signal.Signals(stop[0]).name}: saving a checkpoint.', file=sys.stderr
             )
-        # The episodes in progress go to the replay as truncated ones, so a
-        # resume trains on every step the counters count.
-        replay.store_partial()
         save(force=True)
+        # The episodes in progress go to the replay as truncated ones, so a
+        # resume trains on every step the counters count. After the checkpoint:
+        # a failed write here costs those steps, not the run's state.
+        replay.store_partial()
         envs.close()
         eval_envs.close()
     print(
