@@ -128,11 +128,7 @@ class Replay:
             if not step['is_last']:
                 return
             del self._partial[worker]
-            name = self._new_filename(len(steps['is_first']))
-        episode = {key: np.stack(values) for key, values in steps.items()}
-        self._write(episode, name)
-        with self._lock:
-            self._store(episode)
+        self._save(steps)
 
     def store_partial(self):
         """Stores every in-progress episode as a truncated one, e.g. at a stop.
@@ -147,12 +143,7 @@ class Replay:
             if len(steps['is_first']) < 2:
                 continue
             steps['is_last'][-1] = np.array(True)
-            episode = {key: np.stack(values) for key, values in steps.items()}
-            with self._lock:
-                name = self._new_filename(len(episode['is_first']))
-            self._write(episode, name)
-            with self._lock:
-                self._store(episode)
+            self._save(steps)
 
     def drop_partial(self, worker):
         """Discards ``worker``'s in-progress episode, e.g. after a crash."""
@@ -305,6 +296,15 @@ class Replay:
             now = self._last_time + datetime.timedelta(microseconds=1)
         self._last_time = now
         return f'{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex}-{length}.npz'
+
+    def _save(self, steps):
+        """Writes an ended episode (lists of steps per key) to disk, then keeps it in memory."""
+        episode = {key: np.stack(values) for key, values in steps.items()}
+        with self._lock:
+            name = self._new_filename(len(episode['is_first']))
+        self._write(episode, name)
+        with self._lock:
+            self._store(episode)
 
     def _write(self, episode, name):
         path = self._directory / name

@@ -61,6 +61,11 @@ def read_jsonl(path):
     return [json.loads(line) for line in open(path)]
 
 
+def stored_lengths(logdir):
+    """Steps of each episode file in the run's replay, read from the file names."""
+    return [int(path.stem.rsplit('-', 1)[1]) for path in (logdir / 'replay').glob('*.npz')]
+
+
 def test_train_resume_continues_counters_and_weights(tmp_path):
     agent, counters = train(tiny_config(tmp_path))
     assert counters.env_steps.numpy() >= 160
@@ -70,7 +75,7 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     assert (tmp_path / 'config.yaml').exists()
     assert list(tmp_path.glob('events.out.tfevents*'))
     # Every collected step is in the replay: the stop stored the episode in progress.
-    lengths = [int(path.stem.rsplit('-', 1)[1]) for path in (tmp_path / 'replay').glob('*.npz')]
+    lengths = stored_lengths(tmp_path)
     assert sum(lengths) - len(lengths) == counters.policy_steps.numpy()  # One reset step each.
 
     # A fresh agent restored from the checkpoint has exactly the trained weights.
@@ -274,8 +279,7 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     assert counters.episodes.numpy() == 2 and counters.updates.numpy() > 0
     # Per env: a finished episode (reset + 20 steps) and, stored at the stop, the reset and
     # 10 steps of the next.
-    lengths = sorted(int(p.stem.rsplit('-', 1)[1]) for p in (tmp_path / 'replay').glob('*.npz'))
-    assert lengths == [11, 11, 21, 21]
+    assert sorted(stored_lengths(tmp_path)) == [11, 11, 21, 21]
     # One record per training episode, ending when the counters pass its last step.
     records = read_jsonl(tmp_path / 'stats.jsonl')
     # Both 80-step episodes end at the 20th lockstep step: 2 envs x 20 x 4 = 160 env steps.
