@@ -138,16 +138,18 @@ class Actor(tf.Module):
         return dists.Normal(tf.tanh(mean), std)
 
     def saturation(self, dist):
-        """How far the mode of `dist` (from `dist_from`, continuous) sits at the action bounds.
+        """How far the squashed mean of `dist` (from `dist_from`, continuous) sits at the bounds.
 
-        `actor_mode_abs`: mean |mode|. `actor_dead`: the fraction of action
-        dimensions whose mode is exactly +-1 in float32, where the gradient of
+        That is the mode for trunc_normal and normal, and tanh(loc) for
+        tanh_normal, whose mode reaches the bounds whenever its std is large.
+        `actor_mode_abs`: its mean |.|. `actor_dead`: the fraction of action
+        dimensions where it is exactly +-1 in float32, where the gradient of
         tanh, 1 - tanh^2, is exactly 0: the actor's loss cannot move such a
         mean back, only a change of the world model's features can (the
         trunc_normal and normal means are unbounded before the tanh;
         tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
         """
-        mode = sg(dist.mode())
+        mode = sg(tf.tanh(dist.loc) if getattr(dist, 'squash', False) else dist.mode())
         return {
             'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
             'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),

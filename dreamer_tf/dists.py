@@ -185,9 +185,11 @@ class Normal:
     """Diagonal Normal over the last axis, reparameterised, optionally tanh-squashed.
 
     `squash=True` is DreamerV1's tanh-transformed Normal (sec. 3, 'Action
-    model'): the sample is tanh(mean + std * eps). Its mode is taken as
-    tanh(mean); V1's code estimated it from 100 samples instead. Its entropy
-    is not needed (V1 uses no entropy bonus) and is not defined here.
+    model'): the sample is tanh(mean + std * eps). Its mode, the evaluation
+    action, is the density's maximum (`tanh_normal_mode`), which V1's code
+    estimates as the most likely of 100 samples (danijar/dreamer `SampleDist`);
+    it is not tanh(mean) unless std is small. Its entropy is not needed (V1
+    uses no entropy bonus) and is not defined here.
     """
 
     def __init__(self, mean, std, squash=False):
@@ -200,7 +202,7 @@ class Normal:
         return tf.tanh(x) if self.squash else x
 
     def mode(self):
-        return tf.tanh(self.loc) if self.squash else self.loc
+        return tanh_normal_mode(self.loc, self.std) if self.squash else self.loc
 
     def log_prob(self, value):
         if self.squash:
@@ -214,6 +216,32 @@ class Normal:
         if self.squash:
             raise NotImplementedError('tanh-Normal entropy is not used by any preset')
         return tf.reduce_sum(0.5 + 0.5 * np.log(2 * np.pi) + tf.math.log(self.std), -1)
+
+
+def tanh_normal_mode(mean, std, iterations=20):
+    """The mode of a = tanh(x), x ~ N(mean, std), per dimension.
+
+    The density of a is N(atanh a; mean, std) / (1 - a^2), so in x the mode
+    maximises f(x) = -(x - mean)^2 / (2 std^2) + 2 log cosh x, where
+    f'(x) = 0 reads x = mean + 2 std^2 tanh x. f(x) - f(-x) = 2 x mean / std^2,
+    so the maximum lies on the side of sign(mean), and there
+    g(x) = mean + 2 std^2 tanh x - x has exactly one root. g is concave on that
+    side and x0 = mean + 2 std^2 sign(mean) lies beyond the root, so Newton's
+    steps fall monotonically onto it. For a large std the root is near
+    mean + 2 std^2 and the mode is the bound (DreamerV1's bang-bang evaluation
+    early in training); for a small one it approaches tanh(mean). 20 steps
+    reach it to 1e-4 in a over mean in [-5, 5], std in [1e-4, 10]
+    (tests/test_math.py); the slowest case, mean = 0 at std = 1/sqrt(2), where
+    the density is flat to fourth order, ends within 1e-3.
+    """
+    s2 = 2.0 * tf.square(std)
+    x = mean + s2 * tf.where(mean >= 0.0, 1.0, -1.0)
+    for _ in range(iterations):
+        t = tf.tanh(x)
+        # g' < 0 on the iterates; the bound only keeps a float tie from dividing by 0.
+        slope = tf.minimum(s2 * (1.0 - t * t) - 1.0, -1e-6)
+        x = x - (mean + s2 * t - x) / slope
+    return tf.tanh(x)
 
 
 class TruncNormal:

@@ -174,6 +174,38 @@ def test_unimix():
     np.testing.assert_allclose(dists.unimix_logits(logits, 0.0).numpy(), logits.numpy())
 
 
+def test_tanh_normal_mode_hand_computed():
+    # mean 0.5, std 1: the mode in x solves x = 0.5 + 2 tanh x, the zero of the derivative
+    # of -(x - 0.5)^2 / 2 + 2 log cosh x: x = 2.4717, a = tanh x = 0.98584 (not tanh 0.5 = 0.46).
+    mode = dists.Normal([[0.5, -0.5]], [[1.0, 1.0]], squash=True).mode().numpy()[0]
+    np.testing.assert_allclose(mode, [0.98584, -0.98584], atol=2e-5)
+    x = np.arctanh(np.float64(mode[0]))
+    assert abs(x - (0.5 + 2 * np.tanh(x))) < 2e-3
+    # A wide std puts the mode at the bound on the mean's side (V1's early bang-bang
+    # evaluation); a narrow one at tanh(mean).
+    wide = dists.Normal([[0.3, -0.3]], [[5.0, 5.0]], squash=True).mode().numpy()[0]
+    np.testing.assert_array_equal(wide, [1.0, -1.0])
+    narrow = dists.Normal([[0.5, -2.0]], [[1e-3, 1e-3]], squash=True).mode().numpy()[0]
+    np.testing.assert_allclose(narrow, np.tanh([0.5, -2.0]), atol=1e-5)
+
+
+def test_tanh_normal_mode_maximises_the_density():
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(-5, 5, 120) * rng.choice([1.0, 1e-2, 1e-4], 120)
+    std = np.exp(rng.uniform(np.log(1e-4), np.log(10.0), 120))
+    mean, std = np.append(mean, 0.0), np.append(std, np.sqrt(0.5))
+    got = dists.tanh_normal_mode(tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
+    want = []
+    for m, s in zip(mean, std):
+        x = np.linspace(m - 12 * s - 1, m + 12 * s + 1, 400_001)
+        log_density = -((x - m) ** 2) / (2 * s * s) + 2 * np.logaddexp(x, -x)
+        want.append(np.tanh(x[np.argmax(log_density)]))
+    err = np.abs(got.numpy() - np.array(want))
+    assert err[:-1].max() < 1e-4, err.max()
+    # mean 0, std 1/sqrt(2): the density is flat to fourth order at 0; Newton converges linearly.
+    assert err[-1] < 1e-3
+
+
 def test_categorical_kl_hand_computed():
     p = np.array([0.5, 0.5])
     q = np.array([0.25, 0.75])

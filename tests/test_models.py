@@ -257,18 +257,26 @@ def test_reward_transform_is_the_reward_heads_target():
 @pytest.mark.parametrize('preset, dead', [('dreamerv1', 0.0), ('dreamerv2', 0.5), ('dreamerv3', 0.5)])
 def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
     """A pre-tanh mean of -20 puts V2's and V3's mode at exactly -1.0 in float32,
-    where tanh's gradient is 0 (`actor_dead`); V1's 5 tanh(mu / 5) keeps it off."""
+    where tanh's gradient is 0 (`actor_dead`); V1's 5 tanh(mu / 5) keeps its
+    squashed mean off, though its mode is at the bound while its std is large."""
     from dreamer_tf.behavior import Actor
 
     cfg = load_config([preset, 'debug']).actor
     actor = Actor(4, ActSpace(False, 2), cfg)
     raw = tf.constant([[-20.0, 0.0, 0.0, 0.0]])  # means (-20, 0), raw stds 0
+
+    def squashed_mean(raw):
+        dist = actor.dist_from(raw)
+        return tf.tanh(dist.loc) if preset == 'dreamerv1' else dist.mode()
+
     stats = actor.saturation(actor.dist_from(raw))
     assert float(stats['actor_dead']) == dead
-    mode = actor.dist_from(raw).mode().numpy()[0]
-    assert mode[1] == 0.0
-    np.testing.assert_allclose(float(stats['actor_mode_abs']), abs(mode[0]) / 2, rtol=1e-6)
+    mean = squashed_mean(raw).numpy()[0]
+    assert mean[1] == 0.0
+    np.testing.assert_allclose(float(stats['actor_mode_abs']), abs(mean[0]) / 2, rtol=1e-6)
     with tf.GradientTape() as tape:
         tape.watch(raw)
-        out = tf.reduce_sum(actor.dist_from(raw).mode()[:, 0])
+        out = tf.reduce_sum(squashed_mean(raw)[:, 0])
     assert (float(tape.gradient(out, raw)[0, 0]) == 0.0) == bool(dead)
+    if preset == 'dreamerv1':  # std 5 (the preset's init_std): the density peaks at the bounds
+        np.testing.assert_array_equal(actor.dist_from(raw).mode().numpy()[0], [-1.0, 1.0])
