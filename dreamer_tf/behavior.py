@@ -149,7 +149,7 @@ class Actor(tf.Module):
         trunc_normal and normal means are unbounded before the tanh;
         tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
         """
-        mode = sg(tf.tanh(dist.loc) if getattr(dist, 'squash', False) else dist.mode())
+        mode = sg(tf.tanh(dist.loc) if self.kind == 'tanh_normal' else dist.loc)
         return {
             'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
             'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),
