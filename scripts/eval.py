@@ -2,7 +2,9 @@
 
 Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
 episodes with the run's run.eval_policy (or --policy), and prints
-mean ± std of the returns. --video writes the first episode's observations and
+mean ± std of the returns. `--policy random` plays the uniform-random policy of
+prefill in the run's environment instead (no checkpoint needed): the baseline
+its scores compare to. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
 (.gif, or .mp4 with imageio-ffmpeg; checked before playing). --trace writes the
 first episode step by step (observations, actions, rewards) as .npz, in the
@@ -29,9 +31,10 @@ def parse(argv):
     parser.add_argument('--logdir', required=True, help='run directory written by train.py')
     parser.add_argument('--checkpoint', default=None, help='checkpoint path (default: latest)')
     parser.add_argument('--episodes', type=int, default=10)
-    parser.add_argument('--policy', choices=EVAL_POLICIES, default=None,
+    parser.add_argument('--policy', choices=(*EVAL_POLICIES, 'random'), default=None,
                         help="modes, or latent and action drawn without exploration noise "
-                        "(default: the run's run.eval_policy)")
+                        "(default: the run's run.eval_policy), or the uniform-random "
+                        "actions of prefill, seeded with --seed (a baseline)")
     parser.add_argument('--envs', type=int, default=1, help='envs stepped in lockstep')
     parser.add_argument(
         '--seed', type=int, default=None, help='env seed (default: run seed + 20000)'
@@ -66,6 +69,9 @@ def parse(argv):
         parser.error('need 0 < --dream_context < --dream_length')
     if args.trace and not args.trace.endswith('.npz'):
         parser.error(f'--trace writes .npz; got {args.trace!r}')
+    if args.policy == 'random' and (args.dream or args.trace or args.probe_actions or args.checkpoint):
+        parser.error('--policy random uses no model: it takes no --checkpoint, --dream, '
+                     '--trace or --probe_actions')
     from dreamer_tf.run.video import check_video_path
 
     for path in (args.video, args.dream):
@@ -102,6 +108,8 @@ def main(argv=None):
             write_json(args.json, result)
         return
     overrides = {'task': args.task} if args.task else {}
+    if args.policy == 'random':
+        return play_random(logdir, args, overrides)
     try:
         agent, config, envs, path = load_run(
             logdir, args.envs, args.seed, checkpoint=args.checkpoint, overrides=overrides
@@ -123,14 +131,9 @@ def main(argv=None):
                            record=bool(args.video or args.dream or args.trace))
     finally:
         envs.close()
-    returns = np.array([r['return'] for r in results])
     mode = {'mode': 'deterministic', 'sample': 'sampled'}[policy]
     print(f'{config.task}: checkpoint {path}')
-    print(
-        f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '
-        f'(min {returns.min():.2f}, max {returns.max():.2f}), '
-        f'length {np.mean([r["length"] for r in results]):.0f} env steps'
-    )
+    print(summary(results, mode))
     steps = next((r.pop('steps') for r in results if 'steps' in r), None)
     if args.video:
         print(f'Video: {write_video(steps[image_key(agent.obs_space)], args.video, args.fps)}')
@@ -150,6 +153,48 @@ def main(argv=None):
         write_json(
             args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}
         )
+
+
+def summary(results, mode):
+    import numpy as np
+
+    returns = np.array([r['return'] for r in results])
+    return (
+        f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '
+        f'(min {returns.min():.2f}, max {returns.max():.2f}), '
+        f'length {np.mean([r["length"] for r in results]):.0f} env steps'
+    )
+
+
+def play_random(logdir, args, overrides):
+    """The uniform-random baseline in the run's eval envs (its task, action repeat, limit)."""
+    from dreamer_tf.run.loop import envs_from_config, eval_seed, evaluate_random, run_config
+    from dreamer_tf.run.video import image_key, write_video
+
+    try:
+        config = run_config(logdir, overrides)
+        seed = eval_seed(config, args.seed)
+        envs = envs_from_config(config, args.envs, seed, 'eval')
+    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        sys.exit(f'error: {error}')
+    try:
+        if args.video:
+            try:
+                image_key(envs.obs_space)
+            except ValueError as error:
+                sys.exit(f'error: {error}')
+        results = evaluate_random(
+            envs, args.episodes, config.env.action_repeat, seed, record=bool(args.video))
+    finally:
+        envs.close()
+    print(f'{config.task}: the uniform-random policy (action seed {seed})')
+    print(summary(results, 'uniform-random'))
+    steps = next((r.pop('steps') for r in results if 'steps' in r), None)
+    if args.video:
+        print(f'Video: {write_video(steps[image_key(envs.obs_space)], args.video, args.fps)}')
+    if args.json:
+        write_json(args.json, {'task': config.task, 'checkpoint': None,
+                               'mode': 'uniform-random', 'episodes': results})
 
 
 if __name__ == '__main__':

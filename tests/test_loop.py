@@ -325,6 +325,7 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     (['--trace', 'episode.csv'], "--trace writes .npz; got 'episode.csv'"),
     (['--episodes', '0'], '--episodes and --envs must be >= 1'),
     (['--dream_context', '50', '--dream_length', '50'], '0 < --dream_context < --dream_length'),
+    (['--policy', 'random', '--trace', 'episode.npz'], '--policy random uses no model'),
 ])
 def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit):
@@ -335,6 +336,37 @@ def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, m
 def test_eval_script_names_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(SystemExit, match='has no config.yaml'):
         eval_main(['--logdir', str(tmp_path)])
+
+
+def test_eval_script_plays_the_uniform_random_baseline_without_a_checkpoint(tmp_path, capsys):
+    from dreamer_tf.envs import make_env
+
+    # A run directory holding only its config: the baseline needs no model.
+    config = load_config(['dreamerv3', 'dmc_proprio', 'debug'], {
+        'task': 'dmc_cartpole_balance', 'logdir': str(tmp_path), 'env.time_limit': 40,
+        'seed': 3,
+    })
+    config.save(tmp_path / 'config.yaml')
+    eval_main(['--logdir', str(tmp_path), '--policy', 'random', '--episodes', '3',
+               '--json', str(tmp_path / 'random.json')])
+    assert '3 uniform-random episodes: return' in capsys.readouterr().out
+    results = json.loads((tmp_path / 'random.json').read_text())
+    assert results['mode'] == 'uniform-random' and results['checkpoint'] is None
+    assert [r['length'] for r in results['episodes']] == [40] * 3
+    # The same episodes by hand: prefill's uniform actions, drawn from a generator seeded
+    # like the eval env (the run's seed + 20000), at the suite's action repeat 2.
+    rng = np.random.default_rng(20_003)
+    env = make_env('dmc_cartpole_balance', seed=20_003, action_repeat=2, time_limit=40)
+    expected = []
+    for _ in range(3):
+        env.reset()
+        total, last = 0.0, False
+        while not last:
+            out = env.step(rng.uniform(-1, 1, 1).astype(np.float32))
+            total, last = total + out['reward'], out['is_last']
+        expected.append(total)
+    assert [r['return'] for r in results['episodes']] == pytest.approx(expected, rel=1e-6)
+    assert len(set(expected)) == 3
 
 def test_eval_script_probes_constant_actions_in_model_and_simulator(
         tmp_path, capsys, monkeypatch):

@@ -176,30 +176,57 @@ def check_eval_policy(policy):
 
 
 def evaluate(agent, envs, episodes, policy='mode', record=False):
-    """Runs `episodes` episodes of the policy on a BatchEnv, all envs in lockstep.
+    """Runs `episodes` episodes of the agent's policy on a BatchEnv (see `play`).
 
-    Env i runs a fixed share of the episodes (not "the first `episodes` to
-    finish", which would favour short episodes). `policy` is one of
-    EVAL_POLICIES.
+    `policy` is one of EVAL_POLICIES: the modes, or latent and action sampled
+    without the exploration noise.
+    """
+    check_eval_policy(policy)
+
+    def act(obs, state):
+        action, state = agent.policy(
+            stack_obs(obs, envs.obs_space), state, explore=policy == 'sample', noise=False)
+        return action.numpy(), state
+
+    return play(envs, episodes, act, agent.initial_state(len(envs)),
+                agent.config.env.action_repeat, record)
+
+
+def evaluate_random(envs, episodes, repeat, seed, record=False):
+    """Runs `episodes` episodes of the uniform-random policy of prefill (see `play`).
+
+    The baseline a trained run's evaluation returns compare to; `seed` seeds
+    the actions (one generator, drawn env by env at each lockstep step).
+    """
+    rng = np.random.default_rng(seed)
+
+    def act(obs, state):
+        return np.stack([random_action(envs.act_space, rng) for _ in obs]), state
+
+    return play(envs, episodes, act, None, repeat, record)
+
+
+def play(envs, episodes, act, state, repeat, record=False):
+    """Runs `episodes` episodes of `act` on a BatchEnv, all envs in lockstep.
+
+    `act(obs, state)` maps the list of every env's latest step and the policy
+    state to ([envs, A] actions, new state); `repeat` is the env's action
+    repeat. Env i runs a fixed share of the episodes (not "the first `episodes`
+    to finish", which would favour short episodes).
 
     Returns one dict per episode: `return`, `length` (env steps), the
     episode's `log_` values, and with `record` the first episode of env 0
     also holds `steps`: its transitions in replay form (dict of [T, ...]).
     """
-    check_eval_policy(policy)
     count = len(envs)
     quota = [episodes // count + (i < episodes % count) for i in range(count)]
-    repeat = agent.config.env.action_repeat
     obs = envs.reset()
-    state = agent.initial_state(count)
     totals, lengths = [0.0] * count, [0] * count
     kept = [replay_step(obs[0], np.zeros(envs.act_space.n, np.float32))] if record else None
     results = []
     active = [i for i in range(count) if quota[i]]
     while active:
-        action, state = agent.policy(
-            stack_obs(obs, envs.obs_space), state, explore=policy == 'sample', noise=False)
-        action = action.numpy()
+        action, state = act(obs, state)
         for i, out in zip(active, envs.step([action[i] for i in active], active)):
             obs[i] = out
             if i in envs.restarted:
@@ -227,23 +254,33 @@ def evaluate(agent, envs, episodes, policy='mode', record=False):
     return results
 
 
+def run_config(logdir, overrides=()):
+    """A run's config.yaml read onto the current defaults (so runs saved before a
+    key existed still load), with `overrides`, for evaluation on one device."""
+    # Evaluation runs on one device, whatever devices the run trained on.
+    overrides = {'distribute.strategy': 'none', **dict(overrides)}
+    return load_config([], {**Config.load(Path(logdir) / 'config.yaml').to_dict(), **overrides})
+
+
+def eval_seed(config, seed=None):
+    """The eval envs' first seed: `seed`, or the run's seed + 20000 (unlike training
+    and the training loop's evaluation)."""
+    return config.seed + 20_000 if seed is None else seed
+
+
 def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
     """A run's agent restored from its checkpoint, for evaluation.
 
-    Reads logdir/config.yaml onto the current defaults (so runs saved before
-    a key existed still load), applies `overrides`, builds `envs` eval envs
-    (seeded `seed`, default the run's seed + 20000: unlike training and the
-    training loop's evaluation) and restores the agent from `checkpoint` or
-    the latest one. Returns (agent, config, BatchEnv, checkpoint path).
+    Reads the run's config (`run_config`), builds `envs` eval envs seeded from
+    `eval_seed` and restores the agent from `checkpoint` or the latest one.
+    Returns (agent, config, BatchEnv, checkpoint path).
     """
     logdir = Path(logdir)
-    # Evaluation runs on one device, whatever devices the run trained on.
-    overrides = {'distribute.strategy': 'none', **dict(overrides)}
-    config = load_config([], {**Config.load(logdir / 'config.yaml').to_dict(), **overrides})
+    config = run_config(logdir, overrides)
     path = checkpoint or tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
     if not path:
         raise FileNotFoundError(f'no checkpoint in {logdir / "checkpoints"}')
-    batch = envs_from_config(config, envs, config.seed + 20_000 if seed is None else seed, 'eval')
+    batch = envs_from_config(config, envs, eval_seed(config, seed), 'eval')
     try:
         agent = Agent(batch.obs_space, batch.act_space, config)
         try:
