@@ -93,7 +93,14 @@ def main(argv=None):
     keep_gl_out_of_this_process()
     import numpy as np
 
-    from dreamer_tf.run.loop import evaluate, load_run
+    from dreamer_tf.run.loop import (
+        envs_from_config,
+        eval_seed,
+        evaluate,
+        evaluate_random,
+        load_run,
+        run_config,
+    )
     from dreamer_tf.run.video import dream_frames, image_key, write_video
 
     if args.probe_actions is not None:
@@ -108,17 +115,23 @@ def main(argv=None):
             write_json(args.json, result)
         return
     overrides = {'task': args.task} if args.task else {}
-    if args.policy == 'random':
-        return play_random(logdir, args, overrides)
+    random = args.policy == 'random'
     try:
-        agent, config, envs, path = load_run(
-            logdir, args.envs, args.seed, checkpoint=args.checkpoint, overrides=overrides
-        )
+        if random:
+            # The baseline needs only the run's config: no checkpoint, no agent.
+            agent, path = None, None
+            config = run_config(logdir, overrides)
+            seed = eval_seed(config, args.seed)
+            envs = envs_from_config(config, args.envs, seed, 'eval')
+        else:
+            agent, config, envs, path = load_run(
+                logdir, args.envs, args.seed, checkpoint=args.checkpoint, overrides=overrides
+            )
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         sys.exit(f'error: {error}')
     if args.video or args.dream:
         try:
-            image_key(agent.obs_space)  # fail before playing if there is nothing to film
+            image_key(envs.obs_space)  # fail before playing if there is nothing to film
         except ValueError as error:
             envs.close()
             sys.exit(f'error: {error}; --trace records any observations')
@@ -127,16 +140,27 @@ def main(argv=None):
         sys.exit('error: --dream needs a decoder; the Dreaming presets have none (use --video)')
     try:
         policy = args.policy or config.run.eval_policy
-        results = evaluate(agent, envs, args.episodes, policy,
-                           record=bool(args.video or args.dream or args.trace))
+        record = bool(args.video or args.dream or args.trace)
+        if random:
+            results = evaluate_random(envs, args.episodes, config.env.action_repeat, seed, record)
+        else:
+            results = evaluate(agent, envs, args.episodes, policy, record=record)
     finally:
         envs.close()
-    mode = {'mode': 'deterministic', 'sample': 'sampled'}[policy]
-    print(f'{config.task}: checkpoint {path}')
-    print(summary(results, mode))
+    returns = np.array([r['return'] for r in results])
+    mode = {'mode': 'deterministic', 'sample': 'sampled', 'random': 'uniform-random'}[policy]
+    if random:
+        print(f'{config.task}: the uniform-random policy (action seed {seed})')
+    else:
+        print(f'{config.task}: checkpoint {path}')
+    print(
+        f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '
+        f'(min {returns.min():.2f}, max {returns.max():.2f}), '
+        f'length {np.mean([r["length"] for r in results]):.0f} env steps'
+    )
     steps = next((r.pop('steps') for r in results if 'steps' in r), None)
     if args.video:
-        print(f'Video: {write_video(steps[image_key(agent.obs_space)], args.video, args.fps)}')
+        print(f'Video: {write_video(steps[image_key(envs.obs_space)], args.video, args.fps)}')
     if args.dream:
         frames = dream_frames(agent, steps, args.dream_context, args.dream_length)
         print(f'Dream (truth | model | difference): {write_video(frames, args.dream, args.fps)}')
@@ -153,48 +177,6 @@ def main(argv=None):
         write_json(
             args.json, {'task': config.task, 'checkpoint': path, 'mode': mode, 'episodes': results}
         )
-
-
-def summary(results, mode):
-    import numpy as np
-
-    returns = np.array([r['return'] for r in results])
-    return (
-        f'{len(returns)} {mode} episodes: return {returns.mean():.2f} ± {returns.std():.2f} '
-        f'(min {returns.min():.2f}, max {returns.max():.2f}), '
-        f'length {np.mean([r["length"] for r in results]):.0f} env steps'
-    )
-
-
-def play_random(logdir, args, overrides):
-    """The uniform-random baseline in the run's eval envs (its task, action repeat, limit)."""
-    from dreamer_tf.run.loop import envs_from_config, eval_seed, evaluate_random, run_config
-    from dreamer_tf.run.video import image_key, write_video
-
-    try:
-        config = run_config(logdir, overrides)
-        seed = eval_seed(config, args.seed)
-        envs = envs_from_config(config, args.envs, seed, 'eval')
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
-        sys.exit(f'error: {error}')
-    try:
-        if args.video:
-            try:
-                image_key(envs.obs_space)
-            except ValueError as error:
-                sys.exit(f'error: {error}')
-        results = evaluate_random(
-            envs, args.episodes, config.env.action_repeat, seed, record=bool(args.video))
-    finally:
-        envs.close()
-    print(f'{config.task}: the uniform-random policy (action seed {seed})')
-    print(summary(results, 'uniform-random'))
-    steps = next((r.pop('steps') for r in results if 'steps' in r), None)
-    if args.video:
-        print(f'Video: {write_video(steps[image_key(envs.obs_space)], args.video, args.fps)}')
-    if args.json:
-        write_json(args.json, {'task': config.task, 'checkpoint': None,
-                               'mode': 'uniform-random', 'episodes': results})
 
 
 if __name__ == '__main__':

@@ -368,6 +368,7 @@ def test_eval_script_plays_the_uniform_random_baseline_without_a_checkpoint(tmp_
     assert [r['return'] for r in results['episodes']] == pytest.approx(expected, rel=1e-6)
     assert len(set(expected)) == 3
 
+
 def test_eval_script_probes_constant_actions_in_model_and_simulator(
         tmp_path, capsys, monkeypatch):
     from dreamer_tf.envs.dmc import DMC
