@@ -148,11 +148,16 @@ class Actor(tf.Module):
         mean back, only a change of the world model's features can (the
         trunc_normal and normal means are unbounded before the tanh;
         tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
+        `actor_std`: the mean std of the Normal before squashing or
+        truncation. Without an entropy bonus (V1) it can fall to `min_std`,
+        and a squashed mean at the bound with such a std is a deterministic
+        bang-bang policy whose samples equal its mode.
         """
         mode = sg(tf.tanh(dist.loc) if self.kind == 'tanh_normal' else dist.loc)
         return {
             'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
             'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),
+            'actor_std': tf.reduce_mean(sg(dist.std)),
         }
 
 

@@ -274,6 +274,10 @@ def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
     mean = squashed_mean(raw).numpy()[0]
     assert mean[1] == 0.0
     np.testing.assert_allclose(float(stats['actor_mode_abs']), abs(mean[0]) / 2, rtol=1e-6)
+    # Raw stds of 0: V1 softplus(softplus^-1(5)) + 1e-4, V2 2 sigmoid(0) + 0.1,
+    # V3 0.9 sigmoid(2) + 0.1.
+    std = {'dreamerv1': 5.0001, 'dreamerv2': 1.1, 'dreamerv3': 0.9 / (1 + np.exp(-2.0)) + 0.1}
+    np.testing.assert_allclose(float(stats['actor_std']), std[preset], rtol=1e-5)
     with tf.GradientTape() as tape:
         tape.watch(raw)
         out = tf.reduce_sum(squashed_mean(raw)[:, 0])
