@@ -198,15 +198,47 @@ class Agent(tf.Module):
         (`exploration`), if the config has any. Without `noise` this is
         DreamerV3's evaluation policy (`run.eval_policy: sample`).
         """
-        obs = {
+        amount = None
+        if explore and noise and self.config.run.expl_noise:
+            amount = tf.constant(self.exploration(env_steps), tf.float32)
+        return self._policy(self._obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0], explore,
+                            amount)
+
+    def _obs_tensors(self, obs):
+        return {
             k: tf.convert_to_tensor(v)
             for k, v in obs.items()
             if k in self.obs_space or k == 'is_first'
         }
-        amount = None
-        if explore and noise and self.config.run.expl_noise:
-            amount = tf.constant(self.exploration(env_steps), tf.float32)
-        return self._policy(obs, state, self.rng.make_seeds(1)[:, 0], explore, amount)
+
+    def planning_policy(self, planner):
+        """A policy like `policy(obs, state)` without exploration that acts by `planner`
+        (a `CEM`) over the world model instead of by the actor.
+
+        The filter step is evaluation's (posterior mode); candidates are scored
+        by their discounted predicted rewards plus the critic's value at the
+        planner's horizon, with the imagination discount: the actor's own
+        objective, searched instead of learned. Its return beside the actor's
+        tells whether a run's world model and critic or its actor limit it
+        (`scripts/eval.py --policy plan`). Continuous actions and agents with a
+        critic only (PlaNet's policy already plans, without one).
+        """
+        if self.behavior is None or self.act_space.discrete:
+            raise ValueError(
+                'planning over the world model needs an actor-critic agent with continuous '
+                'actions (PlaNet already plans; discrete actions have no CEM here)'
+            )
+        reward = lambda feat: self.wm.reward(feat).mean()
+        value = lambda feat: self.behavior.critic(feat).mean()
+        discount = self.config.imag.discount
+
+        def step(obs, state, seed):
+            latent, seed_act, _ = self._observe(obs, state, seed, explore=False)
+            action = planner(self.wm.rssm, reward, latent, seed_act, value, discount)
+            return action, (latent, action)
+
+        step = tf.function(step, jit_compile=self.jit)
+        return lambda obs, state: step(self._obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0])
 
     def exploration(self, env_steps):
         """The exploration amount after `env_steps` env steps: `run.expl_noise`,
@@ -223,11 +255,7 @@ class Agent(tf.Module):
 
         `noise` (a scalar tensor, or None for none) is the exploration amount,
         applied only when `explore`: the exporter leaves it out."""
-        latent, prev_action = state
-        seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
-        embed = self.wm.encoder(self.wm.preprocess(obs, seed_pre, augment=False))
-        latent = self.posterior(latent, prev_action, embed, obs['is_first'], seed_obs, explore)
+        latent, seed_act, seed_noise = self._observe(obs, state, seed, explore)
         if self.behavior is None:
             # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
             reward = lambda feat: self.wm.reward(feat).mean()
@@ -241,6 +269,15 @@ class Agent(tf.Module):
             # V3's Normal actor is unbounded; the env and the replay see actions in [-1, 1].
             action = tf.clip_by_value(action, -1.0, 1.0)
         return action, (latent, action)
+
+    def _observe(self, obs, state, seed, explore):
+        """The policies' filter step: (posterior latent, action seed, noise seed)."""
+        latent, prev_action = state
+        seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
+        embed = self.wm.encoder(self.wm.preprocess(obs, seed_pre, augment=False))
+        latent = self.posterior(latent, prev_action, embed, obs['is_first'], seed_obs, explore)
+        return latent, seed_act, seed_noise
 
     def posterior(self, latent, prev_action, embed, is_first, seed, explore):
         """The policy's filter step: the posterior state after `embed`; without

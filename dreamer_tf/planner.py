@@ -15,6 +15,11 @@ PlaNet: H 12, J 1000, I 10, K 100. The whole plan for a batch of N environments
 is one batched computation: the N * J candidate rollouts run as one batch of
 prior steps, so it sits inside the agent's single compiled policy step.
 Exploration noise (0.3 while collecting) is added by the agent, not here.
+
+Given a `value` function and a `discount` gamma, a candidate's score is instead
+sum_{tau=1..H} gamma^(tau-1) E[r(s_tau)] + gamma^H v(s_H): the objective of a
+Dreamer agent's actor, which `scripts/eval.py --policy plan` plans against to
+tell whether a run's world model and critic or its actor limit its return.
 """
 
 import tensorflow as tf
@@ -37,15 +42,16 @@ class CEM(tf.Module):
         self.horizon, self.candidates = horizon, candidates
         self.iterations, self.top = iterations, top
 
-    def __call__(self, rssm, reward, start, seed):
+    def __call__(self, rssm, reward, start, seed, value=None, discount=1.0):
         """Plan from `start` (RSSM state dict of [N, ...]); returns actions [N, A].
 
-        `reward(feat)` maps model features [..., F] to predicted rewards [...].
+        `reward(feat)` maps model features [..., F] to predicted rewards [...],
+        and `value(feat)`, if given, to the values that end each candidate's score.
         """
-        mean, _ = self.plan(rssm, reward, start, seed)
+        mean, _ = self.plan(rssm, reward, start, seed, value, discount)
         return mean[:, 0]
 
-    def plan(self, rssm, reward, start, seed):
+    def plan(self, rssm, reward, start, seed, value=None, discount=1.0):
         """The final belief (mean, std), each [N, H, A], over action sequences."""
         # The static batch size where known keeps the scan's belief shapes fixed.
         envs = start['deter'].shape[0] or tf.shape(start['deter'])[0]
@@ -62,7 +68,8 @@ class CEM(tf.Module):
             noise = tf.random.stateless_normal([envs, count, horizon, self.act_dim], seed_noise)
             actions = tf.clip_by_value(mean[:, None] + std[:, None] * noise, -1.0, 1.0)
             flat = tf.reshape(actions, [envs * count, horizon, self.act_dim])
-            returns = tf.reshape(self.returns(rssm, reward, tiled, flat, seed_model), [envs, count])
+            returns = self.returns(rssm, reward, tiled, flat, seed_model, value, discount)
+            returns = tf.reshape(returns, [envs, count])
             _, best = tf.math.top_k(returns, self.top, sorted=False)
             elite = tf.gather(actions, best, batch_dims=1)
             mean, variance = tf.nn.moments(elite, [1])
@@ -73,8 +80,9 @@ class CEM(tf.Module):
         means, stds = tf.scan(iteration, seeds, initializer=belief)
         return means[-1], stds[-1]
 
-    def returns(self, rssm, reward, start, actions, seed):
-        """Sum of predicted rewards of the states reached by `actions` [M, H, A] from `start`."""
+    def returns(self, rssm, reward, start, actions, seed, value=None, discount=1.0):
+        """The scores [M] of `actions` [M, H, A] from `start`: the (discounted) sum of
+        predicted rewards of the states they reach, plus gamma^H v(s_H) given `value`."""
         seeds = tf.random.experimental.stateless_split(seed, self.horizon)
 
         def step(state, inputs):
@@ -82,4 +90,10 @@ class CEM(tf.Module):
             return rssm.img_step(state, action, step_seed)
 
         states = tf.scan(step, (tf.transpose(actions, [1, 0, 2]), seeds), initializer=start)
-        return tf.reduce_sum(reward(rssm.feat(states)), 0)
+        feat = rssm.feat(states)
+        # Weights of 1 multiply exactly, so PlaNet's undiscounted sum is unchanged.
+        weights = tf.pow(float(discount), tf.range(self.horizon, dtype=tf.float32))
+        total = tf.reduce_sum(weights[:, None] * reward(feat), 0)
+        if value is not None:
+            total += float(discount) ** self.horizon * value(feat[-1])
+        return total

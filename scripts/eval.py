@@ -4,7 +4,11 @@ Loads the run's config.yaml and latest checkpoint (or --checkpoint), plays the
 episodes with the run's run.eval_policy (or --policy), and prints
 mean ± std of the returns. `--policy random` plays the uniform-random policy of
 prefill in the run's environment instead (no checkpoint needed): the baseline
-its scores compare to. --video writes the first episode's observations and
+its scores compare to; `--policy plan` acts by the cross-entropy method over the
+run's world model, scoring action sequences by discounted predicted rewards plus
+the critic's value at the horizon (the actor's objective, searched instead of
+learned): beside the actor's return it tells whether the world model and critic
+or the actor limit a run. --video writes the first episode's observations and
 --dream the world model's open-loop prediction of it next to the truth
 (.gif, or .mp4 with imageio-ffmpeg; checked before playing). --trace writes the
 first episode step by step (observations, actions, rewards) as .npz, in the
@@ -31,10 +35,19 @@ def parse(argv):
     parser.add_argument('--logdir', required=True, help='run directory written by train.py')
     parser.add_argument('--checkpoint', default=None, help='checkpoint path (default: latest)')
     parser.add_argument('--episodes', type=int, default=10)
-    parser.add_argument('--policy', choices=(*EVAL_POLICIES, 'random'), default=None,
+    parser.add_argument('--policy', choices=(*EVAL_POLICIES, 'plan', 'random'), default=None,
                         help="modes, or latent and action drawn without exploration noise "
-                        "(default: the run's run.eval_policy), or the uniform-random "
+                        "(default: the run's run.eval_policy), or CEM planning over the "
+                        "world model and critic (--plan_*), or the uniform-random "
                         "actions of prefill, seeded with --seed (a baseline)")
+    parser.add_argument('--plan_horizon', type=int, default=None,
+                        help="--policy plan: policy steps planned (default: the run's imag.horizon)")
+    parser.add_argument('--plan_candidates', type=int, default=100,
+                        help='--policy plan: action sequences per CEM iteration')
+    parser.add_argument('--plan_top', type=int, default=10,
+                        help='--policy plan: best candidates the belief is refit to')
+    parser.add_argument('--plan_iterations', type=int, default=4,
+                        help='--policy plan: CEM iterations per action')
     parser.add_argument('--envs', type=int, default=1, help='envs stepped in lockstep')
     parser.add_argument(
         '--seed', type=int, default=None, help='env seed (default: run seed + 20000)'
@@ -69,6 +82,16 @@ def parse(argv):
         parser.error('need 0 < --dream_context < --dream_length')
     if args.trace and not args.trace.endswith('.npz'):
         parser.error(f'--trace writes .npz; got {args.trace!r}')
+    if args.policy == 'plan':
+        from dreamer_tf.planner import CEM
+
+        try:
+            # Settings checked now; the horizon may still come from the run's config.
+            CEM(1, horizon=1 if args.plan_horizon is None else args.plan_horizon,
+                candidates=args.plan_candidates, iterations=args.plan_iterations,
+                top=args.plan_top)
+        except ValueError as error:
+            parser.error(str(error).replace('planner.', '--plan_'))
     if args.policy == 'random' and (args.dream or args.trace or args.probe_actions or args.checkpoint):
         parser.error('--policy random uses no model: it takes no --checkpoint, --dream, '
                      '--trace or --probe_actions')
@@ -97,6 +120,7 @@ def main(argv=None):
         envs_from_config,
         eval_seed,
         evaluate,
+        evaluate_plan,
         evaluate_random,
         load_run,
         run_config,
@@ -143,14 +167,30 @@ def main(argv=None):
         record = bool(args.video or args.dream or args.trace)
         if random:
             results = evaluate_random(envs, args.episodes, config.env.action_repeat, seed, record)
+        elif policy == 'plan':
+            from dreamer_tf.planner import CEM
+
+            horizon = config.imag.horizon if args.plan_horizon is None else args.plan_horizon
+            planner = CEM(agent.act_space.n, horizon=horizon,
+                          candidates=args.plan_candidates, iterations=args.plan_iterations,
+                          top=args.plan_top)
+            try:
+                results = evaluate_plan(agent, envs, args.episodes, planner, record)
+            except ValueError as error:
+                sys.exit(f'error: --policy plan: {error}')
         else:
             results = evaluate(agent, envs, args.episodes, policy, record=record)
     finally:
         envs.close()
     returns = np.array([r['return'] for r in results])
-    mode = {'mode': 'deterministic', 'sample': 'sampled', 'random': 'uniform-random'}[policy]
+    mode = {'mode': 'deterministic', 'sample': 'sampled', 'plan': 'planned',
+            'random': 'uniform-random'}[policy]
     if random:
         print(f'{config.task}: the uniform-random policy (action seed {seed})')
+    elif policy == 'plan':
+        print(f'{config.task}: checkpoint {path}, CEM over its world model and critic '
+              f'(horizon {planner.horizon}, {planner.candidates} candidates, top {planner.top}, '
+              f'{planner.iterations} iterations)')
     else:
         print(f'{config.task}: checkpoint {path}')
     print(

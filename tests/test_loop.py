@@ -326,6 +326,8 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     (['--episodes', '0'], '--episodes and --envs must be >= 1'),
     (['--dream_context', '50', '--dream_length', '50'], '0 < --dream_context < --dream_length'),
     (['--policy', 'random', '--trace', 'episode.npz'], '--policy random uses no model'),
+    (['--policy', 'plan', '--plan_top', '200'], '--plan_top (200) cannot exceed --plan_candidates'),
+    (['--policy', 'plan', '--plan_horizon', '0'], '--plan_horizon must be >= 1'),
 ])
 def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit):
@@ -399,6 +401,14 @@ def test_eval_script_probes_constant_actions_in_model_and_simulator(
         assert total == pytest.approx(expected, rel=1e-6)
     # The episode is played to the task's end (1000 env steps, action repeat 2).
     assert 0 < result['return'] <= 500 * 2
+    # Planning over the same model and critic instead of the actor.
+    eval_main(['--logdir', str(tmp_path), '--policy', 'plan', '--episodes', '1',
+               '--plan_horizon', '3', '--plan_candidates', '8', '--plan_top', '2',
+               '--plan_iterations', '2', '--json', str(tmp_path / 'plan.json')])
+    assert 'CEM over its world model and critic (horizon 3, 8 candidates, top 2, 2 iterations)' \
+        in capsys.readouterr().out
+    planned = json.loads((tmp_path / 'plan.json').read_text())
+    assert planned['mode'] == 'planned' and planned['episodes'][0]['length'] == 1000
     # A simulator worker that dies (here: MuJoCo refuses the GL backend) is named.
     monkeypatch.setattr('dreamer_tf.run.action_probe.RENDER_GL', 'no-such-backend')
     with pytest.raises(SystemExit, match='simulator worker .* died'):

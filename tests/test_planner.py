@@ -48,6 +48,21 @@ def test_cem_finds_the_optimal_action_sequence():
     np.testing.assert_allclose(act(tf.constant([0, 1])).numpy(), optimum[:, 0], atol=0.06)
 
 
+def test_cem_scores_discounted_rewards_plus_the_value_at_the_horizon():
+    # Tracker: the state after action a is a, so the rewards are -(a_t - g)^2.
+    planner = CEM(1, horizon=3, candidates=4, iterations=1, top=1)
+    start = {'deter': tf.zeros((2, 1)), 'stoch': tf.constant([[0.5], [0.5]])}
+    actions = tf.constant([[[0.0], [1.0], [0.5]], [[-1.0], [0.5], [0.0]]])
+    value = lambda feat: 10.0 * feat[..., 0]  # 10 x the last action
+    seed = tf.constant([0, 0])
+    scores = planner.returns(Tracker(), quadratic_reward, start, actions, seed, value, 0.9)
+    # -(0.25 + 0.9 * 0.25 + 0.81 * 0) + 0.729 * 5 and -(2.25 + 0 + 0.81 * 0.25) + 0.729 * 0
+    np.testing.assert_allclose(scores.numpy(), [3.17, -2.4525], rtol=1e-6)
+    # PlaNet's score: the plain sum of rewards.
+    plain = planner.returns(Tracker(), quadratic_reward, start, actions, seed)
+    np.testing.assert_allclose(plain.numpy(), [-0.5, -2.5], rtol=1e-6)
+
+
 def test_cem_settings_are_checked():
     with pytest.raises(ValueError, match='top'):
         CEM(1, horizon=12, candidates=10, iterations=10, top=100)
@@ -73,6 +88,8 @@ def test_planet_preset_updates_the_model_and_plans_for_a_batch_of_envs():
     act_space = ActSpace(False, 2)
     agent = Agent(IMAGE, act_space, config)
     assert agent.behavior is None and agent.wm.decoder is not None
+    with pytest.raises(ValueError, match='actor-critic agent'):
+        agent.planning_policy(agent.planner)  # eval.py --policy plan: PlaNet already plans
     before = [v.numpy().copy() for v in agent.wm.trainable_variables]
     for seed in range(2):
         metrics = agent.train(synthetic_batch(IMAGE, act_space, 2, 8, seed=seed))

@@ -192,6 +192,19 @@ def evaluate(agent, envs, episodes, policy='mode', record=False):
                 agent.config.env.action_repeat, record)
 
 
+def evaluate_plan(agent, envs, episodes, planner, record=False):
+    """Runs `episodes` episodes acting by `planner` (a CEM) over the agent's world model
+    and critic instead of its actor (`Agent.planning_policy`; see `play`)."""
+    policy = agent.planning_policy(planner)
+
+    def act(obs, state):
+        action, state = policy(stack_obs(obs, envs.obs_space), state)
+        return action.numpy(), state
+
+    return play(envs, episodes, act, agent.initial_state(len(envs)),
+                agent.config.env.action_repeat, record)
+
+
 def evaluate_random(envs, episodes, repeat, seed, record=False):
     """Runs `episodes` episodes of the uniform-random policy of prefill (see `play`).
 
