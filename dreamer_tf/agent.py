@@ -220,7 +220,7 @@ class Agent(tf.Module):
         planner's horizon, with the imagination discount: the actor's own
         objective, searched instead of learned. Its return beside the actor's
         tells whether a run's world model and critic or its actor limit it
-        (`scripts/eval.py --policy plan`). Continuous actions and agents with a
+        (`scripts/eval.py --policy plan`, `loop.play_agent`). Continuous actions and agents with a
         critic only (PlaNet's policy already plans, without one).
         """
         if self.behavior is None or self.act_space.discrete:

@@ -120,9 +120,9 @@ def main(argv=None):
         envs_from_config,
         eval_seed,
         evaluate,
-        evaluate_plan,
         evaluate_random,
         load_run,
+        play_agent,
         run_config,
     )
     from dreamer_tf.run.video import dream_frames, image_key, write_video
@@ -175,9 +175,10 @@ def main(argv=None):
                           candidates=args.plan_candidates, iterations=args.plan_iterations,
                           top=args.plan_top)
             try:
-                results = evaluate_plan(agent, envs, args.episodes, planner, record)
+                plan = agent.planning_policy(planner)
             except ValueError as error:
                 sys.exit(f'error: --policy plan: {error}')
+            results = play_agent(agent, envs, args.episodes, plan, record)
         else:
             results = evaluate(agent, envs, args.episodes, policy, record=record)
     finally:

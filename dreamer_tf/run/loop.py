@@ -182,20 +182,15 @@ def evaluate(agent, envs, episodes, policy='mode', record=False):
     without the exploration noise.
     """
     check_eval_policy(policy)
-
-    def act(obs, state):
-        action, state = agent.policy(
-            stack_obs(obs, envs.obs_space), state, explore=policy == 'sample', noise=False)
-        return action.numpy(), state
-
-    return play(envs, episodes, act, agent.initial_state(len(envs)),
-                agent.config.env.action_repeat, record)
+    explore = policy == 'sample'
+    act = lambda obs, state: agent.policy(obs, state, explore=explore, noise=False)
+    return play_agent(agent, envs, episodes, act, record)
 
 
-def evaluate_plan(agent, envs, episodes, planner, record=False):
-    """Runs `episodes` episodes acting by `planner` (a CEM) over the agent's world model
-    and critic instead of its actor (`Agent.planning_policy`; see `play`)."""
-    policy = agent.planning_policy(planner)
+def play_agent(agent, envs, episodes, policy, record=False):
+    """Runs `episodes` episodes of `policy(obs, state) -> (action, state)`, one of the
+    agent's policies (`Agent.policy`, `Agent.planning_policy`), from its initial state
+    (see `play`)."""
 
     def act(obs, state):
         action, state = policy(stack_obs(obs, envs.obs_space), state)
