@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dreamer_tf import nn
 from dreamer_tf.agent import Agent
 from dreamer_tf.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
@@ -87,6 +88,30 @@ def test_encoder_decoder_images_and_vectors(padding):
     assert out['vector'].mode().shape == (2, 3, 5)
     targets = dec.targets(obs)
     assert out['image'].log_prob(targets['image']).shape == (2, 3)
+
+
+def test_transposed_convolution_of_a_1x1_input_is_the_conv_op():
+    # ConvTranspose2D computes a 1x1 input (the V1/V2 decoder's first layer) as one matmul;
+    # output and gradients must be tf.nn.conv2d_transpose's.
+    layer = nn.ConvTranspose2D(6, 4, 5, stride=2, padding='valid')
+    layer.b.assign(tf.random.normal((4,)))
+    x = tf.Variable(tf.random.normal((3, 1, 1, 6)))
+    weight = tf.random.normal((3, 5, 5, 4))
+    with tf.GradientTape(persistent=True) as tape:
+        fast = layer(x)
+        conv = tf.nn.conv2d_transpose(x, layer.w, [3, 5, 5, 4], 2, 'VALID') + layer.b
+        fast_sum, conv_sum = tf.reduce_sum(fast * weight), tf.reduce_sum(conv * weight)
+    np.testing.assert_allclose(fast.numpy(), conv.numpy(), atol=1e-5)
+    for var in (x, layer.w, layer.b):
+        np.testing.assert_allclose(
+            tape.gradient(fast_sum, var).numpy(), tape.gradient(conv_sum, var).numpy(), atol=1e-4
+        )
+    # Output pixel (i, j) of channel c is sum_m x[m] w[i, j, c, m]: one tap, no flip.
+    np.testing.assert_allclose(
+        fast[1, 2, 3, 0].numpy(),
+        np.dot(x[1, 0, 0].numpy(), layer.w[2, 3, 0].numpy()) + layer.b[0].numpy(),
+        rtol=1e-5,
+    )
 
 
 def test_unsupported_observation_shape_is_named():
