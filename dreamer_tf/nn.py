@@ -175,7 +175,7 @@ class ConvTranspose2D(tf.Module):
         h, w = x.shape[1], x.shape[2]
         if (h, w) == (1, 1) and self.padding == 'VALID':
             # From a 1x1 input every output pixel is one kernel tap, so the op is one matmul
-            # (the V1/V2 decoder's first layer); TF's CPU kernel took 5x longer for it.
+            # (the V1/V2 decoder's first layer); TF's CPU kernel is far slower (docs/speed.md).
             kernel = tf.reshape(tf.cast(self.w, x.dtype), [-1, self.w.shape[3]])
             y = tf.matmul(tf.reshape(x, [-1, x.shape[3]]), kernel, transpose_b=True)
             y = tf.reshape(y, [-1, self.kernel, self.kernel, self.cout])
