@@ -14,7 +14,8 @@ or the actor limit a run. --video writes the first episode's observations and
 first episode step by step (observations, actions, rewards) as .npz, in the
 replay's format, for looking at what the policy does, with what the reward
 head and the critic predict at each step beside the rewards and the discounted
-return-to-go the episode gave (dreamer_tf/run/value_trace.py). --json writes every
+return-to-go the episode gave, also bootstrapped with the critic's last value at a
+time limit (dreamer_tf/run/value_trace.py). --json writes every
 episode's result.
 """
 

@@ -123,6 +123,9 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     expected = sum(gamma**k * r for k, r in enumerate(trace['reward'][1:]))
     assert trace['return_to_go'][0] == pytest.approx(expected, rel=1e-5)
     assert trace['return_to_go'][-1] == 0
+    # CartPole ended by falling: nothing to bootstrap from.
+    assert trace['is_terminal'][-1]
+    np.testing.assert_array_equal(trace['bootstrapped_return'], trace['return_to_go'])
     with pytest.raises(SystemExit, match='a video needs exactly one'):
         eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
 
@@ -309,8 +312,17 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     # The trace: the reset, then one entry per policy step (80 env steps, action repeat 4).
     with np.load(tmp_path / 'trace.npz') as trace:
         assert set(trace) == {'image', 'action', 'reward', 'is_first', 'is_last', 'is_terminal',
-                              'model_reward', 'model_value', 'return_to_go'}
+                              'model_reward', 'model_value', 'return_to_go',
+                              'bootstrapped_return'}
         assert trace['model_value'].shape == trace['return_to_go'].shape == (21,)
+        # A time limit, not a terminal step: the critic's last value stands in for what follows.
+        assert not trace['is_terminal'][-1]
+        gamma = config.imag.discount
+        np.testing.assert_allclose(
+            trace['bootstrapped_return'],
+            return_to_go(trace['reward'], gamma, bootstrap=trace['model_value'][-1]),
+            rtol=1e-6,
+        )
         assert trace['image'].dtype == np.uint8 and trace['image'].shape[:1] == (21,)
         assert trace['action'].shape == (21, 18) and not trace['action'][0].any()
         assert trace['is_first'].tolist() == [True] + [False] * 20 and trace['is_last'][-1]
@@ -558,12 +570,15 @@ def test_trace_report_compares_heads_with_the_episode():
         'model_reward': np.array([5.0, 1.0, 2.0, 4.0], np.float32),
         'return_to_go': return_to_go(steps['reward'], 0.5),
         'model_value': np.array([2.0, 3.0, 3.0, 1.0], np.float32),
+        'bootstrapped_return': return_to_go(steps['reward'], 0.5, bootstrap=1.0),
     }
     report = format_trace_report(steps, model, 0.5)
     # The reset step's prediction is left out of the error: RMSE of (0, 0, 1).
     assert f'RMSE {np.sqrt(1 / 3):.3f}' in report
     assert 'mean value 2.25 against a mean discounted return-to-go of 2.31' in report
-    assert len(report.splitlines()) == 3 + 1 + 4  # summary lines, a header, every step
+    # Bootstrapped from 1.0: (2.875, 3.75, 3.5, 1.0).
+    assert 'bootstrapped with its last value, mean 2.78; correlation' in report
+    assert len(report.splitlines()) == 4 + 1 + 4  # summary lines, a header, every step
     # PlaNet has no critic: only the reward head is compared.
     del model['model_value']
     report = format_trace_report(steps, model, 0.5)

@@ -32,6 +32,9 @@ def test_return_to_go_hand_computed():
     # G_3 = 0; G_2 = 3; G_1 = 2 + .5 * 3 = 3.5; G_0 = 1 + .5 * 3.5 = 2.75.
     got = return_to_go([0.0, 1.0, 2.0, 3.0], 0.5)
     np.testing.assert_allclose(got, [2.75, 3.5, 3.0, 0.0])
+    # Bootstrapped at a time limit with G_3 = 8: G_2 = 3 + .5 * 8 = 7; G_1 = 5.5; G_0 = 3.75.
+    got = return_to_go([0.0, 1.0, 2.0, 3.0], 0.5, bootstrap=8.0)
+    np.testing.assert_allclose(got, [3.75, 5.5, 7.0, 8.0])
 
 
 def test_lambda_return_limits():

@@ -14,10 +14,16 @@ PlaNet's 5-bit images is drawn anew), and reads two heads at every step t:
   quantity the critic estimates (behavior.lambda_return pairs the reward of
   reaching s_{t+1} with v_{t+1}).
 
-A critic far below G_t, or flat across states whose futures differ (an
+Near a time limit G_t is cut short while the value is not, so the trace also
+holds `bootstrapped_return`: G_t with the critic's own value at the last step
+standing in for the rewards past a time limit (left at 0 after a terminal
+step). That is the value of s_t under the policy that ran, as far as the critic
+is right at the end: a critic that has converged for this policy matches it at
+every step, one still rising towards its fixed point sits below it.
+
+A critic far below these, or flat across states whose futures differ (an
 upright pole that is already drifting towards a fall), cannot tell the actor
-what a state is worth beyond the imagination horizon. Near a time limit G_t
-is cut short while the value is not: compare them before the episode's end.
+what a state is worth beyond the imagination horizon.
 """
 
 import numpy as np
@@ -26,10 +32,11 @@ import tensorflow as tf
 ROWS = 10
 
 
-def return_to_go(reward, discount):
-    """G_t = sum_{k >= 1} discount^(k-1) reward[t+k] for a recorded episode; G = 0 at its end."""
+def return_to_go(reward, discount, bootstrap=0.0):
+    """G_t = reward[t+1] + discount G_{t+1} for a recorded episode, G = `bootstrap` at its end."""
     reward = np.asarray(reward, np.float64)
     togo = np.zeros_like(reward)
+    togo[-1] = bootstrap
     for t in range(len(reward) - 2, -1, -1):
         togo[t] = reward[t + 1] + discount * togo[t + 1]
     return togo.astype(np.float32)
@@ -39,7 +46,7 @@ def model_along(agent, steps):
     """The heads' readings along `steps` (a recorded episode, dict of [T, ...]).
 
     Returns dict of [T] float32 arrays: `model_reward`, `return_to_go`, and
-    `model_value` when the agent has a critic.
+    `model_value` and `bootstrapped_return` when the agent has a critic.
     """
     wm = agent.wm
     obs = {k: tf.convert_to_tensor(v) for k, v in steps.items() if k in agent.obs_space}
@@ -60,8 +67,17 @@ def model_along(agent, steps):
         'return_to_go': return_to_go(steps['reward'], agent.config.imag.discount),
     }
     if agent.behavior is not None:
-        out['model_value'] = agent.behavior.critic(feat).mean().numpy().astype(np.float32)
+        value = agent.behavior.critic(feat).mean().numpy().astype(np.float32)
+        truncated = bool(steps['is_last'][-1]) and not bool(steps['is_terminal'][-1])
+        out['model_value'] = value
+        out['bootstrapped_return'] = return_to_go(
+            steps['reward'], agent.config.imag.discount, bootstrap=value[-1] if truncated else 0.0
+        )
     return out
+
+
+def _correlation(a, b):
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float('nan')
 
 
 def format_report(steps, model, discount):
@@ -78,22 +94,23 @@ def format_report(steps, model, discount):
     ]
     value, togo = model.get('model_value'), model['return_to_go']
     if value is not None:
-        corr = (
-            float(np.corrcoef(value, togo)[0, 1])
-            if value.std() > 0 and togo.std() > 0
-            else float('nan')
-        )
+        boot = model['bootstrapped_return']
         lines.append(
             f'  critic: mean value {value.mean():.2f} against a mean discounted return-to-go '
-            f'of {togo.mean():.2f} (discount {discount}); correlation {corr:.2f}'
+            f'of {togo.mean():.2f} (discount {discount}); '
+            f'correlation {_correlation(value, togo):.2f}'
+        )
+        lines.append(
+            f'  critic: against the return-to-go bootstrapped with its last value, mean '
+            f'{boot.mean():.2f}; correlation {_correlation(value, boot):.2f}'
         )
     header = f'  {"step":>5} {"reward":>8} {"model reward":>13}'
     if value is not None:
-        header += f' {"value":>9} {"return-to-go":>13}'
+        header += f' {"value":>9} {"return-to-go":>13} {"bootstrapped":>13}'
     lines.append(header)
     for t in np.unique(np.linspace(0, len(reward) - 1, ROWS).round().astype(int)):
         row = f'  {t:5d} {reward[t]:8.2f} {model["model_reward"][t]:13.2f}'
         if value is not None:
-            row += f' {value[t]:9.2f} {togo[t]:13.2f}'
+            row += f' {value[t]:9.2f} {togo[t]:13.2f} {boot[t]:13.2f}'
         lines.append(row)
     return '\n'.join(lines)
