@@ -206,13 +206,8 @@ class ActorCritic(tf.Module):
         feat = wm.rssm.feat(states)
         # Heads run on all H+1 states and their outputs are sliced: the gradient
         # of slicing the wide feature tensor itself costs a full-size copy.
-        reward = wm.reward(feat).mean()[1:]
-        if wm.cont is not None:
-            cont_dist = wm.cont(feat)
-            cont = (cont_dist.mode() if cfg.imag.cont == 'mode' else cont_dist.mean())[1:]
-        else:
-            cont = tf.ones_like(reward)
-        discount = cfg.imag.discount * cont
+        reward, discount = self.reward_and_discount(wm, feat)
+        reward, discount = reward[1:], discount[1:]
         weight = sg(tf.math.cumprod(tf.concat([start_cont[None], discount[:-1]], 0), 0))
         return {
             'feat': feat,
@@ -222,6 +217,17 @@ class ActorCritic(tf.Module):
             'discount': discount,
             'weight': weight,
         }
+
+    def reward_and_discount(self, wm, feat):
+        """The model's reward for reaching each state of `feat`, and the discount
+        after it: `imag.discount` times the continue head's mode or mean (1
+        without a continue head)."""
+        reward = wm.reward(feat).mean()
+        if wm.cont is None:
+            return reward, self.config.imag.discount * tf.ones_like(reward)
+        cont_dist = wm.cont(feat)
+        cont = cont_dist.mode() if self.config.imag.cont == 'mode' else cont_dist.mean()
+        return reward, self.config.imag.discount * cont
 
     def losses(self, traj, critic_raw):
         """Actor and critic losses on an imagined trajectory.

@@ -15,7 +15,8 @@ first episode step by step (observations, actions, rewards) as .npz, in the
 replay's format, for looking at what the policy does, with what the reward
 head and the critic predict at each step beside the rewards and the discounted
 return-to-go the episode gave, also bootstrapped with the critic's last value at a
-time limit (dreamer_tf/run/value_trace.py). --json writes every
+time limit, and the return the world model imagines under the actor from each
+state, the critic's fixed point (dreamer_tf/run/value_trace.py). --json writes every
 episode's result.
 """
 
@@ -62,6 +63,11 @@ def parse(argv):
     parser.add_argument('--trace', default=None,
                         help="write the first episode's observations, actions and rewards (.npz), "
                         "with the model's reward and the critic's value at each step")
+    parser.add_argument('--trace_horizon', type=int, default=None,
+                        help='imagined steps of the rollouts behind the trace\'s imagined return '
+                        '(default: round(1 / (1 - imag.discount)))')
+    parser.add_argument('--trace_samples', type=int, default=4,
+                        help='imagined rollouts per traced state')
     parser.add_argument('--json', default=None, help='write per-episode results as JSON')
     parser.add_argument('--probe_actions', default=None, metavar='STEPS',
                         help='dm_control runs: instead of scoring episodes, compare the model\'s '
@@ -83,6 +89,8 @@ def parse(argv):
         parser.error('need 0 < --dream_context < --dream_length')
     if args.trace and not args.trace.endswith('.npz'):
         parser.error(f'--trace writes .npz; got {args.trace!r}')
+    if (args.trace_horizon is not None and args.trace_horizon < 1) or args.trace_samples < 1:
+        parser.error('--trace_horizon and --trace_samples must be >= 1')
     if args.policy == 'plan':
         from dreamer_tf.planner import CEM
 
@@ -207,13 +215,16 @@ def main(argv=None):
         frames = dream_frames(agent, steps, args.dream_context, args.dream_length)
         print(f'Dream (truth | model | difference): {write_video(frames, args.dream, args.fps)}')
     if args.trace:
-        from dreamer_tf.run.value_trace import format_report, model_along
+        from dreamer_tf.run.value_trace import default_horizon, format_report, model_along
 
-        model = model_along(agent, steps)
+        model = model_along(agent, steps, args.trace_horizon, args.trace_samples)
         buffer = io.BytesIO()
         np.savez(buffer, **steps, **model)
         write_atomic(args.trace, buffer.getvalue())
         print(f'Trace ({len(steps["reward"])} steps, first of them the reset): {args.trace}')
+        if 'imagined_return' in model:
+            horizon = args.trace_horizon or default_horizon(config.imag.discount)
+            print(f'Imagined returns: {args.trace_samples} rollouts of {horizon} steps per state')
         print(format_report(steps, model, config.imag.discount))
     if args.json:
         write_json(

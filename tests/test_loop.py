@@ -101,7 +101,7 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
 
     # The evaluation script traces a vector-observation episode, and says why it cannot film one.
     eval_main(['--logdir', str(tmp_path), '--episodes', '1', '--trace', str(tmp_path / 't.npz'),
-               '--json', str(tmp_path / 'eval.json')])
+               '--trace_horizon', '20', '--json', str(tmp_path / 'eval.json')])
     episode = json.loads((tmp_path / 'eval.json').read_text())['episodes'][0]
     with np.load(tmp_path / 't.npz') as trace:
         trace = dict(trace)
@@ -123,11 +123,16 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     expected = sum(gamma**k * r for k, r in enumerate(trace['reward'][1:]))
     assert trace['return_to_go'][0] == pytest.approx(expected, rel=1e-5)
     assert trace['return_to_go'][-1] == 0
-    # CartPole ended by falling: nothing to bootstrap from.
+    # CartPole ended by falling: nothing to bootstrap from, nothing to imagine.
     assert trace['is_terminal'][-1]
     np.testing.assert_array_equal(trace['bootstrapped_return'], trace['return_to_go'])
+    assert trace['imagined_return'][-1] == 0 and np.all(np.isfinite(trace['imagined_return']))
     with pytest.raises(SystemExit, match='a video needs exactly one'):
         eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
+    with pytest.raises(SystemExit) as error:
+        eval_main(['--logdir', str(tmp_path), '--trace', str(tmp_path / 'u.npz'),
+                   '--trace_samples', '0'])
+    assert error.value.code == 2 and not (tmp_path / 'u.npz').exists()
 
 
 def test_schedule_counts_fixed_points():
@@ -313,8 +318,8 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
     with np.load(tmp_path / 'trace.npz') as trace:
         assert set(trace) == {'image', 'action', 'reward', 'is_first', 'is_last', 'is_terminal',
                               'model_reward', 'model_value', 'return_to_go',
-                              'bootstrapped_return'}
-        assert trace['model_value'].shape == trace['return_to_go'].shape == (21,)
+                              'bootstrapped_return', 'imagined_return'}
+        assert trace['model_value'].shape == trace['imagined_return'].shape == (21,)
         # A time limit, not a terminal step: the critic's last value stands in for what follows.
         assert not trace['is_terminal'][-1]
         gamma = config.imag.discount
@@ -571,6 +576,7 @@ def test_trace_report_compares_heads_with_the_episode():
         'return_to_go': return_to_go(steps['reward'], 0.5),
         'model_value': np.array([2.0, 3.0, 3.0, 1.0], np.float32),
         'bootstrapped_return': return_to_go(steps['reward'], 0.5, bootstrap=1.0),
+        'imagined_return': np.array([2.0, 4.0, 3.0, 0.0], np.float32),
     }
     report = format_trace_report(steps, model, 0.5)
     # The reset step's prediction is left out of the error: RMSE of (0, 0, 1).
@@ -578,7 +584,8 @@ def test_trace_report_compares_heads_with_the_episode():
     assert 'mean value 2.25 against a mean discounted return-to-go of 2.31' in report
     # Bootstrapped from 1.0: (2.875, 3.75, 3.5, 1.0).
     assert 'bootstrapped with its last value, mean 2.78; correlation' in report
-    assert len(report.splitlines()) == 4 + 1 + 4  # summary lines, a header, every step
+    assert "targets' fixed point, the imagined return under the actor, mean 2.25" in report
+    assert len(report.splitlines()) == 5 + 1 + 4  # summary lines, a header, every step
     # PlaNet has no critic: only the reward head is compared.
     del model['model_value']
     report = format_trace_report(steps, model, 0.5)

@@ -6,11 +6,13 @@ import tensorflow as tf
 
 from dreamer_tf import nn
 from dreamer_tf.agent import Agent
+from dreamer_tf.behavior import lambda_return
 from dreamer_tf.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import Decoder, Encoder
 from dreamer_tf.rssm import RSSM
+from dreamer_tf.run.value_trace import imagined_return
 
 SEED = tf.constant([1, 2])
 
@@ -175,6 +177,31 @@ def test_preset_two_updates(preset, suite, obs_space, discrete):
             np.testing.assert_allclose(action.numpy().sum(-1), 1.0, rtol=1e-6)
         else:
             assert np.all(np.abs(action.numpy()) <= 1.0)
+
+
+@pytest.mark.parametrize('preset', ['dreamerv3', 'dreamerv2'])
+def test_imagined_return_is_the_lambda_one_return_of_the_imagination(preset):
+    """The trace's long rollouts keep only running sums. One rollout of H steps must
+    equal the lambda = 1 return of the training imagination over H steps from the
+    same seed (V2: with its continue head's mean as discount; V3: its mode)."""
+    config = load_config([preset, 'debug'], {'imag.horizon': 6})
+    agent = Agent({'vector': Space((4,), np.float32)}, ActSpace(False, 2), config)
+    rng = np.random.default_rng(0)
+    # V3 zero-initialises the reward and critic outputs, which would make every return 0.
+    for var in agent.wm.reward.variables + agent.behavior.critic.variables:
+        var.assign(rng.normal(0.0, 0.5, var.shape).astype(np.float32))
+    rssm = agent.wm.rssm
+    start = rssm.img_step(rssm.initial(5), tf.constant(rng.uniform(-1, 1, (5, 2)), tf.float32), SEED)
+    start = {'deter': start['deter'], 'stoch': start['stoch']}
+    traj = agent.behavior.imagine(agent.wm, start, tf.ones([5]), SEED)
+    value = agent.behavior.critic(traj['feat']).mean()
+    expected = lambda_return(traj['reward'], value, traj['discount'], 1.0)[0].numpy()
+    assert np.ptp(expected) > 0.1
+    got = imagined_return(agent, start, np.ones(5), 6, 1, SEED)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # Several rollouts are averaged; a terminal start is worth nothing.
+    got = imagined_return(agent, start, np.array([1, 1, 0, 1, 1]), 6, 3, SEED)
+    assert got.shape == (5,) and got[2] == 0 and np.all(np.delete(got, 2) != 0)
 
 
 def test_sampled_evaluation_policy_leaves_out_the_exploration_noise():

@@ -21,6 +21,17 @@ step). That is the value of s_t under the policy that ran, as far as the critic
 is right at the end: a critic that has converged for this policy matches it at
 every step, one still rising towards its fixed point sits below it.
 
+The critic is trained towards the world model's returns, not the
+environment's, so with an actor the trace also holds `imagined_return`: from
+each traced state, the mean over a few rollouts of `horizon` imagined steps
+under the actor (sampled actions and latents, as in training) of the
+discounted model rewards plus the discounted critic value at the end. With a
+horizon near 1 / (1 - discount) that is the value of s_t under the world
+model and the actor, the fixed point the critic's 15-step lambda-returns
+bootstrap towards. So the gap between `model_value` and `imagined_return` is
+the critic's lag behind its own targets, and that between `imagined_return`
+and `bootstrapped_return` the world model's error about where the actor leads.
+
 A critic far below these, or flat across states whose futures differ (an
 upright pole that is already drifting towards a fall), cannot tell the actor
 what a state is worth beyond the imagination horizon.
@@ -42,11 +53,49 @@ def return_to_go(reward, discount, bootstrap=0.0):
     return togo.astype(np.float32)
 
 
-def model_along(agent, steps):
+def default_horizon(discount):
+    """round(1 / (1 - discount)) imagined steps: the discount's effective horizon."""
+    return int(round(1 / (1 - discount)))
+
+
+def imagined_return(agent, start, start_cont, horizon, samples, seed):
+    """Mean discounted return of `samples` rollouts of `horizon` imagined steps
+    from each of `start` (dict of [N, ...] latents) under the actor, with the
+    critic's value at the end; 0 where `start_cont` is 0 (a terminal state).
+
+    Only the running sums are kept, not the rollouts' states.
+    """
+    wm, behavior = agent.wm, agent.behavior
+    rows = tf.shape(start['deter'])[0]
+    state = {k: tf.repeat(start[k], samples, axis=0) for k in ('deter', 'stoch')}
+
+    @tf.function
+    def step(state, seed):
+        seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        action = behavior.actor(wm.rssm.feat(state)).sample(seed_act)
+        new = wm.rssm.img_step(state, action, seed_img)
+        new = {'deter': new['deter'], 'stoch': new['stoch']}
+        reward, discount = behavior.reward_and_discount(wm, wm.rssm.feat(new))
+        return new, reward, discount
+
+    total = tf.zeros([rows * samples])
+    reach = tf.ones([rows * samples])  # the discount product before each step
+    for step_seed in tf.unstack(tf.random.experimental.stateless_split(seed, horizon)):
+        state, reward, discount = step(state, step_seed)
+        total += reach * reward
+        reach *= discount
+    total += reach * behavior.critic(wm.rssm.feat(state)).mean()
+    mean = tf.reduce_mean(tf.reshape(total, [rows, samples]), 1)
+    return (mean * tf.cast(start_cont, tf.float32)).numpy().astype(np.float32)
+
+
+def model_along(agent, steps, horizon=None, samples=4):
     """The heads' readings along `steps` (a recorded episode, dict of [T, ...]).
 
     Returns dict of [T] float32 arrays: `model_reward`, `return_to_go`, and
-    `model_value` and `bootstrapped_return` when the agent has a critic.
+    `model_value`, `bootstrapped_return` and `imagined_return` (`samples`
+    rollouts of `horizon` steps, by default `default_horizon`) when
+    the agent has a critic.
     """
     wm = agent.wm
     obs = {k: tf.convert_to_tensor(v) for k, v in steps.items() if k in agent.obs_space}
@@ -55,23 +104,30 @@ def model_along(agent, steps):
     actions = tf.convert_to_tensor(steps['action'], tf.float32)
     is_first = tf.convert_to_tensor(steps['is_first'])
     latent = wm.rssm.initial(1)
-    feats = []
+    latents = []
     for t in range(len(steps['reward'])):
         latent = agent.posterior(
             latent, actions[t:t + 1], embed[t:t + 1], is_first[t:t + 1], seed, explore=False
         )
-        feats.append(wm.rssm.feat(latent))
-    feat = tf.concat(feats, 0)
+        latents.append(latent)
+    latents = {k: tf.concat([x[k] for x in latents], 0) for k in ('deter', 'stoch')}
+    feat = wm.rssm.feat(latents)
+    discount = agent.config.imag.discount
     out = {
         'model_reward': wm.reward(feat).mean().numpy().astype(np.float32),
-        'return_to_go': return_to_go(steps['reward'], agent.config.imag.discount),
+        'return_to_go': return_to_go(steps['reward'], discount),
     }
     if agent.behavior is not None:
         value = agent.behavior.critic(feat).mean().numpy().astype(np.float32)
         truncated = bool(steps['is_last'][-1]) and not bool(steps['is_terminal'][-1])
         out['model_value'] = value
         out['bootstrapped_return'] = return_to_go(
-            steps['reward'], agent.config.imag.discount, bootstrap=value[-1] if truncated else 0.0
+            steps['reward'], discount, bootstrap=value[-1] if truncated else 0.0
+        )
+        horizon = default_horizon(discount) if horizon is None else horizon
+        cont = 1 - np.asarray(steps['is_terminal'], np.float32)
+        out['imagined_return'] = imagined_return(
+            agent, latents, cont, horizon, samples, tf.constant([1, 0], tf.int32)
         )
     return out
 
@@ -104,13 +160,20 @@ def format_report(steps, model, discount):
             f'  critic: against the return-to-go bootstrapped with its last value, mean '
             f'{boot.mean():.2f}; correlation {_correlation(value, boot):.2f}'
         )
+        imagined = model['imagined_return']
+        lines.append(
+            f'  critic: against its targets\' fixed point, the imagined return under the actor, '
+            f'mean {imagined.mean():.2f}; correlation {_correlation(value, imagined):.2f}; '
+            f'the imagined against the bootstrapped return: correlation '
+            f'{_correlation(imagined, boot):.2f}'
+        )
     header = f'  {"step":>5} {"reward":>8} {"model reward":>13}'
     if value is not None:
-        header += f' {"value":>9} {"return-to-go":>13} {"bootstrapped":>13}'
+        header += f' {"value":>9} {"return-to-go":>13} {"bootstrapped":>13} {"imagined":>9}'
     lines.append(header)
     for t in np.unique(np.linspace(0, len(reward) - 1, ROWS).round().astype(int)):
         row = f'  {t:5d} {reward[t]:8.2f} {model["model_reward"][t]:13.2f}'
         if value is not None:
-            row += f' {value[t]:9.2f} {togo[t]:13.2f} {boot[t]:13.2f}'
+            row += f' {value[t]:9.2f} {togo[t]:13.2f} {boot[t]:13.2f} {imagined[t]:9.2f}'
         lines.append(row)
     return '\n'.join(lines)
