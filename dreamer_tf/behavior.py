@@ -192,7 +192,8 @@ class ActorCritic(tf.Module):
             for slow, var in zip(self.slow_critic.variables, self.critic.variables):
                 slow.assign(var)
 
-    def _imagine_policy(self, feat, seed):
+    def imagine_policy(self, feat, seed):
+        """The actor's sampled action at `feat`, with its raw output (kept for the loss)."""
         raw = self.actor.raw(feat)
         return self.actor.dist_from(raw).sample(seed), raw
 
@@ -201,7 +202,7 @@ class ActorCritic(tf.Module):
         discounts and loss weights: a dict of [H(+1), N, ...] tensors."""
         cfg = self.config
         states, actions, actor_raw = wm.rssm.imagine(
-            self._imagine_policy, start, cfg.imag.horizon, seed, self.actor.raw_size
+            self.imagine_policy, start, cfg.imag.horizon, seed, self.actor.raw_size
         )
         feat = wm.rssm.feat(states)
         # Heads run on all H+1 states and their outputs are sliced: the gradient

@@ -179,19 +179,19 @@ class RSSM(tf.Module):
         """
         seeds = tf.random.experimental.stateless_split(seed, horizon)
         start = {'deter': start['deter'], 'stoch': start['stoch']}
-
-        def step(carry, step_seed):
-            state = carry[0]
-            seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-            action, aux = policy(sg(self.feat(state)), seed_act)
-            new = self.img_step(state, action, seed_img)
-            return {'deter': new['deter'], 'stoch': new['stoch']}, action, aux
-
+        step = lambda carry, step_seed: self.imagine_step(policy, carry[0], step_seed)
         rows = tf.shape(start['deter'])[0]
         initializer = (start, tf.zeros((rows, self.act_dim)), tf.zeros((rows, aux_size)))
         states, actions, aux = tf.scan(step, seeds, initializer=initializer)
         states = {k: tf.concat([start[k][None], v], 0) for k, v in states.items()}
         return states, actions, aux
+
+    def imagine_step(self, policy, state, seed):
+        """One step of `imagine`: (next state {deter, stoch}, action, aux)."""
+        seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        action, aux = policy(sg(self.feat(state)), seed_act)
+        new = self.img_step(state, action, seed_img)
+        return {'deter': new['deter'], 'stoch': new['stoch']}, action, aux
 
     def kl(self, post, prior):
         """KL(post || prior) per step, summed over latent dimensions."""

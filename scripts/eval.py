@@ -217,13 +217,13 @@ def main(argv=None):
     if args.trace:
         from dreamer_tf.run.value_trace import default_horizon, format_report, model_along
 
-        model = model_along(agent, steps, args.trace_horizon, args.trace_samples)
+        horizon = args.trace_horizon or default_horizon(config.imag.discount)
+        model = model_along(agent, steps, horizon, args.trace_samples)
         buffer = io.BytesIO()
         np.savez(buffer, **steps, **model)
         write_atomic(args.trace, buffer.getvalue())
         print(f'Trace ({len(steps["reward"])} steps, first of them the reset): {args.trace}')
         if 'imagined_return' in model:
-            horizon = args.trace_horizon or default_horizon(config.imag.discount)
             print(f'Imagined returns: {args.trace_samples} rollouts of {horizon} steps per state')
         print(format_report(steps, model, config.imag.discount))
     if args.json:

@@ -71,12 +71,8 @@ def imagined_return(agent, start, start_cont, horizon, samples, seed):
 
     @tf.function
     def step(state, seed):
-        seed_act, seed_img = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        action = behavior.actor(wm.rssm.feat(state)).sample(seed_act)
-        new = wm.rssm.img_step(state, action, seed_img)
-        new = {'deter': new['deter'], 'stoch': new['stoch']}
-        reward, discount = behavior.reward_and_discount(wm, wm.rssm.feat(new))
-        return new, reward, discount
+        new, _, _ = wm.rssm.imagine_step(behavior.imagine_policy, state, seed)
+        return (new, *behavior.reward_and_discount(wm, wm.rssm.feat(new)))
 
     total = tf.zeros([rows * samples])
     reach = tf.ones([rows * samples])  # the discount product before each step
