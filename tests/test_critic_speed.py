@@ -1,0 +1,21 @@
+import importlib.util
+import pathlib
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / 'scripts' / 'critic_speed.py'
+
+
+def load():
+    spec = importlib.util.spec_from_file_location('critic_speed', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_critic_moves_towards_the_target_and_the_slow_regulariser_holds_it_back():
+    measure = load().measure
+    kw = dict(layers=1, units=16, lr=1e-2, target=20.0, updates=[1, 40], din=8, batch=32)
+    free = measure(slow_reg=0.0, **kw)
+    held = measure(slow_reg=1.0, **kw)
+    assert abs(free[0]) < 0.5 and abs(held[0]) < 0.5  # zero-initialised output: value near 0
+    assert free[1] > 5.0
+    assert 0.0 < held[1] < free[1]
