@@ -77,6 +77,8 @@ def main():
     parser.add_argument('--target', type=float, default=200.0)
     parser.add_argument('--updates', type=int, nargs='+', default=[250, 500, 1000, 2000])
     args = parser.parse_args()
+    if min(args.updates) < 1:
+        parser.error(f'--updates must be positive counts, got {args.updates}')
     updates = sorted(args.updates)
     print(f'mean value towards a constant return of {args.target:g}, at updates {updates}')
     for name in args.variants:
