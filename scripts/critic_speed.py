@@ -1,9 +1,10 @@
 """How many updates a DreamerV3 critic needs to move towards a fixed return.
 
-The critic (`heads.Head`, 255 symlog-twohot bins, zero-initialised output) is
-trained with the repo's Adam on random features towards one constant return,
-with or without the slow-critic regulariser (EMA 0.02 per update), and its mean
-value is printed at the given updates. It isolates the per-update speed limit
+The critic of `ActorCritic` (255 symlog-twohot bins, zero-initialised output),
+built from `configs.yaml` (`dreamerv3` and a size block, plus overrides), is
+trained with its own loss, slow-critic update and optimiser settings on random
+features towards one constant return, and its mean value is printed at the
+given updates. It isolates the per-update speed limit
 that `docs/learning.md` finds in the cartpole runs from the moving targets of
 training.
 
@@ -19,47 +20,39 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow as tf  # noqa: E402
 
-from dreamer_tf import heads, optim  # noqa: E402
+from dreamer_tf.behavior import ActorCritic  # noqa: E402
+from dreamer_tf.config import load_config  # noqa: E402
+from dreamer_tf.envs.base import ActSpace  # noqa: E402
+from dreamer_tf.optim import Adam  # noqa: E402
 
-# name: (layers, units, lr, slow_reg); XS/S/M are the configs.yaml size blocks.
+# name: configs.yaml blocks after `dreamerv3`, then dotted overrides.
 VARIANTS = {
-    'xs': (1, 256, 3e-5, 1.0),
-    's': (2, 512, 3e-5, 1.0),
-    'm': (3, 640, 3e-5, 1.0),
-    'xs_wide': (1, 1024, 3e-5, 1.0),
-    'xs_no_slowreg': (1, 256, 3e-5, 0.0),
-    'xs_lr1e-4': (1, 256, 1e-4, 1.0),
+    'xs': (['xs'], {}),
+    's': (['s'], {}),
+    'm': (['m'], {}),
+    'xs_wide': (['xs'], {'critic.units': 1024}),
+    'xs_no_slowreg': (['xs'], {'critic.slow_reg': 0.0}),
+    'xs_lr1e-4': (['xs'], {'critic_opt.lr': 1e-4}),
 }
 
 
-def measure(layers, units, lr, slow_reg, target, updates, din=768, batch=1024, seed=0):
-    """The critic's mean value after each count in `updates` (ascending)."""
+def measure(config, target, updates, din=768, batch=1024, seed=0):
+    """The critic's mean value after each count in `updates` (ascending), trained
+    with the training loop's critic loss, slow-critic update and optimiser."""
     tf.random.set_seed(seed)
-
-    def make(name):
-        return heads.Head(
-            din, layers=layers, units=units, act='silu', norm='layer',
-            dist='symlog_twohot', bins=255, outscale=0.0, name=name,
-        )
-
-    critic, slow = make('critic'), make('slow_critic')
-    for s, v in zip(slow.variables, critic.variables):
-        s.assign(v)
-    opt = optim.Adam(critic.trainable_variables, lr=lr, eps=1e-5, clip=100.0, eps_form='optax')
+    behavior = ActorCritic(din, ActSpace(False, 1), config)
+    critic = behavior.critic
+    opt = Adam(critic.trainable_variables, **config.critic_opt)
     feat = tf.random.normal([batch, din])
     returns = tf.fill([batch], float(target))
+    weight = tf.ones([batch])
 
     @tf.function
     def update():
         with tf.GradientTape() as tape:
-            dist = critic(feat)
-            loss = -dist.log_prob(returns)
-            if slow_reg:
-                loss -= slow_reg * dist.log_prob(tf.stop_gradient(slow(feat).mean()))
-            loss = tf.reduce_mean(loss)
+            loss = behavior._critic_loss(critic.raw(feat), feat, returns, weight)
         opt.apply(opt.gradients(tape, loss))
-        for s, v in zip(slow.variables, critic.variables):
-            s.assign(0.02 * v + 0.98 * s)
+        behavior.apply_state({})
         return tf.reduce_mean(critic(feat).mean())
 
     values, done = [], 0
@@ -83,7 +76,9 @@ def main():
     print(f'mean value towards a constant return of {args.target:g}, at updates {updates}')
     for name in args.variants:
         start = time.time()
-        values = measure(*VARIANTS[name], args.target, updates)
+        blocks, overrides = VARIANTS[name]
+        config = load_config(['dreamerv3', *blocks], overrides)
+        values = measure(config, args.target, updates)
         shown = ', '.join(f'{v:.1f}' for v in values)
         print(f'{name:14s} {shown}  ({time.time() - start:.0f} s)', flush=True)
 
