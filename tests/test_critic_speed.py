@@ -1,20 +1,10 @@
-import importlib.util
-import pathlib
+from script_module import load_script
 
 from dreamer_tf.config import load_config
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / 'scripts' / 'critic_speed.py'
-
-
-def load():
-    spec = importlib.util.spec_from_file_location('critic_speed', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_critic_moves_towards_the_target_and_the_slow_regulariser_holds_it_back():
-    measure = load().measure
+    measure = load_script('critic_speed').measure
 
     def config(slow_reg):
         overrides = {'critic.layers': 1, 'critic.units': 16, 'critic.slow_reg': slow_reg,

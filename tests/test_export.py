@@ -1,6 +1,5 @@
 """Export: parity of every format with the TF policy, the TF-free runtime, metadata, scripts."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from script_module import load_script
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import DEFAULT_PATH, load_config
@@ -366,13 +366,6 @@ def _write_run(logdir, task, act_space, obs_space, **overrides):
     return agent
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(f'script_{name}', ROOT / 'scripts' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
     """Pendulum: continuous actions de-normalised by the env, a return that differs per step."""
     logdir, out = tmp_path / 'run', tmp_path / 'out'
@@ -394,7 +387,7 @@ def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
         'dtype': 'float32',
     }
     capsys.readouterr()
-    _load_script('export').main(
+    load_script('export').main(
         [
             '--logdir',
             str(logdir),

@@ -1,18 +1,16 @@
 """scripts/export_update.py: the update's XLA program, its arguments and which result feeds which."""
 
 import gzip
-import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
+from script_module import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('export_update', ROOT / 'scripts/export_update.py')
-export_update = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(export_update)
+export_update = load_script('export_update')
 
 
 def test_portable_rewrites_the_two_mhlo_ops():

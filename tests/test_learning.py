@@ -1,16 +1,11 @@
 """scripts/learning_check.py: short learning checks on the toy task."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from script_module import load_script
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    'learning_check', ROOT / 'scripts' / 'learning_check.py')
-learning_check = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(learning_check)
+learning_check = load_script('learning_check')
 
 
 def test_report_names_each_preset_its_evaluations_and_verdict():
