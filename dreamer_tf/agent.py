@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dreamer_tf import distribute
 from dreamer_tf.behavior import ActorCritic
+from dreamer_tf.config import ConfigError
 from dreamer_tf.optim import Adam
 from dreamer_tf.planner import CEM
 from dreamer_tf.world_model import WorldModel
@@ -37,7 +38,7 @@ def resolve_precision(precision):
     if precision == 'auto':
         precision = '16' if has_gpu() else '32'
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of 'auto', '32', '16', 'bf16'; got {precision!r}")
+        raise ConfigError(f"precision must be one of 'auto', '32', '16', 'bf16'; got {precision!r}")
     return precision
 
 
@@ -52,10 +53,10 @@ def resolve_jit(jit, distributed=False):
     this code has been run on.
     """
     if jit not in ('auto', 'on', 'off'):
-        raise ValueError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
+        raise ConfigError(f"jit must be 'auto', 'on' or 'off'; got {jit!r}")
     if distributed:
         if jit == 'on':
-            raise ValueError(
+            raise ConfigError(
                 'jit: on cannot compile the update of distribute.strategy mirrored '
                 '(one XLA program cannot span the replicas); use jit: off or auto'
             )
@@ -75,9 +76,9 @@ class Agent(tf.Module):
         self.jit = resolve_jit(config.jit, distributed=self.strategy is not None)
         dtype = PRECISIONS[self.precision]
         if config.behavior not in BEHAVIORS:
-            raise ValueError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
+            raise ConfigError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
         if config.behavior == 'cem' and act_space.discrete:
-            raise ValueError(
+            raise ConfigError(
                 'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '
                 'this environment has discrete actions'
             )

@@ -15,9 +15,15 @@ def main(argv=None):
         config = parse_args(argv)
     except ConfigError as error:
         sys.exit(f'config error: {error}')
-    from dreamer_tf.run.loop import train
+    from dreamer_tf.envs import TaskError
+    from dreamer_tf.run.loop import CheckpointError, train
 
-    train(config)
+    try:
+        train(config)
+    except ConfigError as error:
+        sys.exit(f'config error: {error}')
+    except (TaskError, CheckpointError) as error:
+        sys.exit(f'error: {error}')
 
 
 if __name__ == '__main__':

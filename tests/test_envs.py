@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from dreamer_tf.envs import ActionRepeat, ActSpace, Space, TimeLimit, make_env
+from dreamer_tf.envs import (
+    ActionRepeat, ActSpace, Space, TaskError, TimeLimit, check_task, make_env)
 from dreamer_tf.envs.base import transition
 from dreamer_tf.envs.process import ProcessEnv
 from dreamer_tf.envs.gym import Gym
@@ -283,6 +284,26 @@ def test_unknown_suite_lists_valid_suites():
 def test_unknown_gym_id_reports_gymnasium_hint():
     with pytest.raises(ValueError, match='Did you mean: `CartPole`'):
         make_env('gym_CartPol-v1')
+
+
+@pytest.mark.parametrize('task, message', [
+    ('foo_bar', 'suite one of gym, dmc'),
+    ('gym_CartPol-v1', 'Did you mean: `CartPole`'),
+    ('dmc_cartpole_balanse', 'Did you mean: cartpole_balance'),
+    ('atari_pongg', 'Did you mean pong'),
+    ('minatar_breakot', 'Did you mean breakout'),
+    ('crafter_rewards', 'crafter_reward, crafter_noreward'),
+    ('toy_rech', 'reach_discrete'),
+])
+def test_check_task_names_what_is_valid(task, message):
+    with pytest.raises(TaskError, match=message):
+        check_task(task)
+
+
+def test_check_task_accepts_a_task_of_every_suite():
+    for task in ('gym_CartPole-v1', 'dmc_ball_in_cup_catch', 'atari_pong', 'minatar_breakout',
+                 'crafter_noreward', 'toy_reach_discrete'):
+        check_task(task)
 
 
 def test_import_is_lazy():

@@ -14,11 +14,13 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.config import load_config
+from dreamer_tf.config import ConfigError, load_config
+from dreamer_tf.envs import TaskError
 from dreamer_tf.envs.crafter import achievements as crafter_achievements
 from dreamer_tf.reproduce.scores import crafter_score, crafter_success_rates
 from dreamer_tf.run.logger import EpisodeRecords
 from dreamer_tf.run.loop import (
+    CheckpointError,
     Counters,
     episode_logs,
     evaluate,
@@ -226,7 +228,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     for path in data_files:
         path.write_bytes(b'garbage')
     recorded = (tmp_path / 'config.yaml').read_text()
-    with pytest.raises(RuntimeError, match='cannot restore checkpoint'):
+    with pytest.raises(CheckpointError, match='cannot restore checkpoint'):
         train(tiny_config(tmp_path, **{'run.steps': 120, 'seed': 7}))
     assert all(p.read_bytes() == b'garbage' for p in data_files)
     assert (tmp_path / 'config.yaml').read_text() == recorded
@@ -246,9 +248,37 @@ def test_cli_config_errors_are_clear():
     assert result.returncode != 0 and 'run.steps' in result.stderr and 'int' in result.stderr
 
 
-def test_unknown_task_is_clear(tmp_path):
-    with pytest.raises(ValueError, match='suite'):
-        train(tiny_config(tmp_path, task='atary_Pong'))
+def test_unknown_task_fails_before_the_run_directory_or_workers(tmp_path):
+    with pytest.raises(TaskError, match='suite'):
+        train(tiny_config(tmp_path / 'run', task='atary_Pong'))
+    # Two envs would run in worker processes, whose errors arrive wrapped.
+    with pytest.raises(TaskError, match='Did you mean: cartpole_balance'):
+        train(tiny_config(tmp_path / 'run', task='dmc_cartpole_blance', **{'env.envs': 2}))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_negative_seed_or_a_file_as_logdir_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match='seed must be >= 0, got -1'):
+        train(tiny_config(tmp_path / 'run', seed=-1))
+    assert not (tmp_path / 'run').exists()
+    file = tmp_path / 'file'
+    file.write_text('kept')
+    with pytest.raises(ConfigError, match='is a file'):
+        train(tiny_config(file))
+    assert file.read_text() == 'kept'
+
+
+def test_cli_reports_a_task_error_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'scripts' / 'train.py'), '--configs', 'dreamerv3', 'debug',
+         '--task', 'gym_CartPol-v1', '--logdir', str(tmp_path / 'run')],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "error: Unknown gymnasium env id 'CartPol-v1'" in result.stderr
+    assert 'Traceback' not in result.stderr and not (tmp_path / 'run').exists()
 
 
 def test_log_keys_stay_out_of_replay_and_become_episode_metrics():

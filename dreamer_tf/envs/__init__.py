@@ -6,9 +6,10 @@ in gymnasium, dm_control, MuJoCo, ale-py, MinAtar or Crafter.
 
 import math
 
-from dreamer_tf.envs.base import ActionRepeat, ActSpace, FlattenImage, Space, TimeLimit
+from dreamer_tf.envs.base import ActionRepeat, ActSpace, FlattenImage, Space, TaskError, TimeLimit
 
-__all__ = ['ActSpace', 'ActionRepeat', 'FlattenImage', 'Space', 'TimeLimit', 'make_env']
+__all__ = ['ActSpace', 'ActionRepeat', 'FlattenImage', 'Space', 'TaskError', 'TimeLimit',
+           'check_task', 'make_env']
 
 SUITES = {
     'gym': 'gym_CartPole-v1, gym_Pendulum-v1',
@@ -20,6 +21,46 @@ SUITES = {
 }
 OBS_MODES = ('proprio', 'vision')
 MODES = ('train', 'eval')
+
+
+def split_task(task):
+    """``'dmc_walker_walk'`` -> ``('dmc', 'walker_walk')``; TaskError for an unknown suite."""
+    suite, _, name = task.partition('_')
+    if suite not in SUITES or not name:
+        examples = '; '.join(f'{s}: {e}' for s, e in SUITES.items())
+        raise TaskError(
+            f'Unknown task {task!r}: expected <suite>_<name> with suite one of '
+            f'{", ".join(SUITES)} (e.g. {examples}).')
+    return suite, name
+
+
+def check_task(task):
+    """Raises TaskError, naming valid or close names, unless a suite provides `task`.
+
+    Builds no environment, so a run rejects a misspelt task before it creates
+    its run directory or starts environment workers (whose errors would arrive
+    wrapped in theirs). Imports the suite's package; for dm_control call it
+    after `process.keep_gl_out_of_this_process` in a process that uses TensorFlow.
+    """
+    suite, name = split_task(task)
+    if suite == 'gym':
+        from dreamer_tf.envs.gym import check_id
+        check_id(name)
+    elif suite == 'dmc':
+        from dreamer_tf.envs.dmc import parse_task
+        parse_task(name)
+    elif suite == 'atari':
+        from dreamer_tf.envs.atari import check_game
+        check_game(name)
+    elif suite == 'minatar':
+        from dreamer_tf.envs.minatar import check_game
+        check_game(name)
+    elif suite == 'crafter':
+        from dreamer_tf.envs.crafter import check_task as check_crafter
+        check_crafter(name)
+    else:
+        from dreamer_tf.envs.toy import check_task as check_toy
+        check_toy(name)
 
 
 def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
@@ -52,12 +93,7 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
         raise ValueError(f'obs must be one of {OBS_MODES}, got {obs!r}.')
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}.')
-    suite, _, name = task.partition('_')
-    if suite not in SUITES or not name:
-        examples = '; '.join(f'{s}: {e}' for s, e in SUITES.items())
-        raise ValueError(
-            f'Unknown task {task!r}: expected <suite>_<name> with suite one of '
-            f'{", ".join(SUITES)} (e.g. {examples}).')
+    suite, name = split_task(task)
     if camera is not None and suite != 'dmc':
         raise ValueError('camera is only supported for dmc tasks.')
     repeats_inside = suite in ('dmc', 'atari')

@@ -26,7 +26,14 @@ import difflib
 
 import numpy as np
 
-from dreamer_tf.envs.base import ActSpace, Space, discrete_index, ensure_running, transition
+from dreamer_tf.envs.base import (
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 from dreamer_tf.envs.image import area_resize
 
 LIVES = ('unused', 'terminal', 'reset')
@@ -44,13 +51,13 @@ def game_ids():
 
 
 def check_game(game):
-    """Raises a ValueError naming close and all valid games if `game` is unknown."""
+    """Raises TaskError naming close and all valid games if `game` is unknown."""
     games = game_ids()
     if game in games:
         return
     close = difflib.get_close_matches(game, games, n=3, cutoff=0.6)
     hint = f'Did you mean {", ".join(close)}? ' if close else ''
-    raise ValueError(
+    raise TaskError(
         f'Unknown Atari game {game!r}. {hint}Valid games (task atari_<game>): '
         f'{", ".join(games)}.')
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class TaskError(ValueError):
+    """A task name that no suite provides; the message names valid ones."""
+
+
 @dataclass(frozen=True)
 class Space:
     """Shape and dtype of one observation key."""

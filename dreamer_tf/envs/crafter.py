@@ -14,10 +14,25 @@ score computed from them (`score`).
 
 import numpy as np
 
-from dreamer_tf.envs.base import ActSpace, Space, discrete_index, ensure_running, transition
+from dreamer_tf.envs.base import (
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 
 TASKS = ('reward', 'noreward')
 LOG_PREFIX = 'log_achievement_'
+
+
+def check_task(task):
+    """Raises TaskError, naming the valid tasks, unless `task` is one of `TASKS`."""
+    if task not in TASKS:
+        raise TaskError(
+            f'Unknown Crafter task {task!r}. Valid tasks: '
+            f'{", ".join("crafter_" + t for t in TASKS)}.')
 
 
 def achievements():
@@ -49,10 +64,7 @@ class Crafter:
     """
 
     def __init__(self, task, *, size=(64, 64), seed=0, mode='train'):
-        if task not in TASKS:
-            raise ValueError(
-                f'Unknown Crafter task {task!r}. Valid tasks: '
-                f'{", ".join("crafter_" + t for t in TASKS)}.')
+        check_task(task)
         import crafter
 
         size = tuple(size)

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
 
 from dreamer_tf.envs.base import (  # noqa: E402
-    ActSpace, Space, check_bounds, ensure_running, scale_action, transition)
+    ActSpace, Space, TaskError, check_bounds, ensure_running, scale_action, transition)
 
 OBS_MODES = ('proprio', 'vision')
 
@@ -29,7 +29,7 @@ def parse_task(name):
     close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
     hint = (f'Did you mean: {", ".join(close)}?' if close else
             f'Known domains: {", ".join(sorted(suite.TASKS_BY_DOMAIN))}.')
-    raise ValueError(f'Unknown dm_control task {name!r}. {hint}')
+    raise TaskError(f'Unknown dm_control task {name!r}. {hint}')
 
 
 class DMC:

@@ -5,19 +5,25 @@ import numpy as np
 from gymnasium import spaces
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, check_bounds, discrete_index, ensure_running,
+    ActSpace, Space, TaskError, check_bounds, discrete_index, ensure_running,
     scale_action, transition)
 from dreamer_tf.envs.image import resize
 
 RESERVED_KEYS = ('vector', 'reward', 'is_first', 'is_last', 'is_terminal')
 
 
-def make_gym(env_id, render_mode=None):
-    """Calls ``gymnasium.make``, turning unknown ids into a ValueError."""
+def check_id(env_id):
+    """Raises TaskError, with gymnasium's hint, unless `env_id` is registered."""
     try:
-        return gymnasium.make(env_id, render_mode=render_mode)
+        gymnasium.spec(env_id)
     except gymnasium.error.UnregisteredEnv as error:
-        raise ValueError(f'Unknown gymnasium env id {env_id!r}: {error}') from error
+        raise TaskError(f'Unknown gymnasium env id {env_id!r}: {error}') from None
+
+
+def make_gym(env_id, render_mode=None):
+    """Calls ``gymnasium.make`` on a registered id (`check_id`)."""
+    check_id(env_id)
+    return gymnasium.make(env_id, render_mode=render_mode)
 
 
 def is_image(box):

@@ -17,12 +17,29 @@ import difflib
 
 import numpy as np
 
-from dreamer_tf.envs.base import ActSpace, Space, discrete_index, ensure_running, transition
+from dreamer_tf.envs.base import (
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 
 GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 ACTION_SETS = ('all', 'minimal')
 # MinAtar's default sticky-action probability (Young & Tian 2019).
 STICKY_PROB = 0.1
+
+
+def check_game(game):
+    """Raises TaskError, naming the closest and all valid games, if `game` is unknown."""
+    if game not in GAMES:
+        close = difflib.get_close_matches(game, GAMES, n=1)
+        hint = f'Did you mean {close[0]}? ' if close else ''
+        raise TaskError(
+            f'Unknown MinAtar game {game!r}. {hint}Valid games (task minatar_<game>): '
+            f'{", ".join(GAMES)}.')
 
 
 class MinAtar:
@@ -36,12 +53,7 @@ class MinAtar:
     """
 
     def __init__(self, game, *, sticky=True, actions='minimal', seed=0):
-        if game not in GAMES:
-            close = difflib.get_close_matches(game, GAMES, n=1)
-            hint = f'Did you mean {close[0]}? ' if close else ''
-            raise ValueError(
-                f'Unknown MinAtar game {game!r}. {hint}Valid games (task minatar_<game>): '
-                f'{", ".join(GAMES)}.')
+        check_game(game)
         if actions not in ACTION_SETS:
             raise ValueError(f'actions must be one of {ACTION_SETS}, got {actions!r}.')
         import minatar

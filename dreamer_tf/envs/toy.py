@@ -22,7 +22,14 @@ A run that learns ends near the optimum; its distance from it is the check.
 
 import numpy as np
 
-from dreamer_tf.envs.base import ActSpace, Space, discrete_index, ensure_running, transition
+from dreamer_tf.envs.base import (
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 
 TASKS = ('reach', 'reach_discrete')
 LENGTH = 20
@@ -64,12 +71,17 @@ def reference_returns(points=2001):
     }
 
 
+def check_task(task):
+    """Raises TaskError, naming the valid tasks, unless `task` is one of `TASKS`."""
+    if task not in TASKS:
+        raise TaskError(f'Unknown toy task {task!r}: valid tasks (toy_<task>): {TASKS}.')
+
+
 class Reach:
     """The `reach` task (module docstring); `discrete` selects left/stay/right actions."""
 
     def __init__(self, task='reach', *, seed=0):
-        if task not in TASKS:
-            raise ValueError(f'Unknown toy task {task!r}: valid tasks (toy_<task>): {TASKS}.')
+        check_task(task)
         self._discrete = task == 'reach_discrete'
         self._rng = np.random.default_rng(seed)
         self.act_space = ActSpace(True, 3) if self._discrete else ActSpace(False, 1)

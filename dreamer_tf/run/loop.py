@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.config import EVAL_POLICIES, Config, load_config
-from dreamer_tf.envs import crafter, make_env
+from dreamer_tf.config import EVAL_POLICIES, Config, ConfigError, load_config
+from dreamer_tf.envs import check_task, crafter, make_env
 from dreamer_tf.envs.parallel import BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
@@ -89,7 +89,7 @@ def env_args(config, seed, mode='train'):
 
 def check_process(env):
     if env.process not in ('auto', 'on', 'off'):
-        raise ValueError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
+        raise ConfigError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
 
 
 def env_from_config(config, seed, mode='train'):
@@ -109,8 +109,9 @@ def envs_from_config(config, count, seed, mode='train'):
     unless env.process is 'off'; a single env follows `env_from_config`.
     """
     if count < 1:
-        raise ValueError(f'env.envs must be >= 1, got {count}')
+        raise ConfigError(f'env.envs must be >= 1, got {count}')
     check_process(config.env)
+    check_task(config.task)  # here, not in the workers, whose errors arrive wrapped
     if count == 1 or config.env.process == 'off':
         return BatchEnv([env_from_config(config, seed + i, mode) for i in range(count)])
     args = env_args(config, seed, mode)
@@ -140,6 +141,10 @@ def episode_logs(step):
     return {k[len(LOG_PREFIX) :]: float(v) for k, v in step.items() if k.startswith(LOG_PREFIX)}
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be restored into the agent this config builds."""
+
+
 class Checkpointer:
     """tf.train.Checkpoint of agent and counters, saved every few minutes and at exit."""
 
@@ -155,7 +160,7 @@ class Checkpointer:
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as error:  # any reader failure means an unusable checkpoint
-            raise RuntimeError(
+            raise CheckpointError(
                 f'cannot restore checkpoint {path}: {error}\nThe checkpoint is corrupt or was '
                 'written by a different config. Nothing was changed on disk: move the '
                 'checkpoints/ folder away to start the model afresh, or use another --logdir.'
@@ -172,7 +177,7 @@ class Checkpointer:
 
 def check_eval_policy(policy):
     if policy not in EVAL_POLICIES:
-        raise ValueError(f'run.eval_policy must be one of {EVAL_POLICIES}, got {policy!r}')
+        raise ConfigError(f'run.eval_policy must be one of {EVAL_POLICIES}, got {policy!r}')
 
 
 def evaluate(agent, envs, episodes, policy='mode', record=False):
@@ -296,7 +301,7 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
             status = tf.train.Checkpoint(agent=agent).restore(path)
             status.assert_existing_objects_matched().expect_partial()
         except Exception as error:  # any reader failure means an unusable checkpoint
-            raise RuntimeError(f'cannot restore the agent from {path}: {error}') from None
+            raise CheckpointError(f'cannot restore the agent from {path}: {error}') from None
     except BaseException:
         batch.close()
         raise
@@ -306,11 +311,11 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
 def check_schedule(run):
     """Fails early, naming the key, on a training schedule the loop cannot follow."""
     if run.train_ratio < 0 or run.pretrain < 0:
-        raise ValueError(
+        raise ConfigError(
             f'run.train_ratio and run.pretrain must be >= 0, got {run.train_ratio} and {run.pretrain}'
         )
     if not run.train_ratio and (run.train_every < 1 or run.train_steps < 0):
-        raise ValueError(
+        raise ConfigError(
             'with run.train_ratio 0, updates follow run.train_every (>= 1 policy steps) and '
             f'run.train_steps (>= 0); got {run.train_every} and {run.train_steps}'
         )
@@ -346,12 +351,26 @@ def scheduled_updates(run, since):
     return run.pretrain + scheduled
 
 
-def train(config: Config):
+def check_start(config, logdir):
+    """Fails on a bad config or run directory before anything is written or started."""
     check_schedule(config.run)
     check_eval_policy(config.run.eval_policy)
+    if config.seed < 0:
+        raise ConfigError(f'seed must be >= 0, got {config.seed}')
+    if logdir.exists() and not logdir.is_dir():
+        raise ConfigError(f'logdir {logdir} is a file; name a new or an existing run directory')
+
+
+def train(config: Config):
+    """Trains from `config` in `config.logdir`, resuming a run found there.
+
+    A bad config or task raises ConfigError or envs.TaskError and an unusable
+    checkpoint CheckpointError, before training starts and without changing
+    what the run directory holds (it is created after the config and task checks).
+    """
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
-    logdir.mkdir(parents=True, exist_ok=True)
+    check_start(config, logdir)
     tf.random.set_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     run = config.run
@@ -365,6 +384,7 @@ def train(config: Config):
     eval_envs = envs_from_config(
         config, min(config.env.envs, run.eval_episodes), config.seed + 10_000, mode='eval'
     )
+    logdir.mkdir(parents=True, exist_ok=True)
     replay = Replay(
         logdir / 'replay',
         int(run.replay_capacity),
