@@ -15,13 +15,7 @@ score computed from them (`score`).
 import numpy as np
 
 from dreamer_tf.envs.base import (
-    ActSpace,
-    Space,
-    TaskError,
-    discrete_index,
-    ensure_running,
-    transition,
-)
+    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
 
 TASKS = ('reward', 'noreward')
 LOG_PREFIX = 'log_achievement_'

@@ -18,13 +18,7 @@ import difflib
 import numpy as np
 
 from dreamer_tf.envs.base import (
-    ActSpace,
-    Space,
-    TaskError,
-    discrete_index,
-    ensure_running,
-    transition,
-)
+    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
 
 GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 ACTION_SETS = ('all', 'minimal')
