@@ -66,17 +66,25 @@ def resolve_jit(jit, distributed=False):
     return jit == 'on'
 
 
+def check_config(config):
+    """Fails, naming the key, on a precision, jit or behavior the agent cannot build;
+    the training loop calls it before it creates a run directory."""
+    resolve_precision(config.precision)
+    resolve_jit(config.jit)
+    if config.behavior not in BEHAVIORS:
+        raise ConfigError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
+
+
 class Agent(tf.Module):
     def __init__(self, obs_space, act_space, config, name='agent'):
         super().__init__(name=name)
+        check_config(config)
         self.config = config
         self.obs_space, self.act_space = obs_space, act_space
         self.precision = resolve_precision(config.precision)
         self.strategy = distribute.make_strategy(config)
         self.jit = resolve_jit(config.jit, distributed=self.strategy is not None)
         dtype = PRECISIONS[self.precision]
-        if config.behavior not in BEHAVIORS:
-            raise ConfigError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
         if config.behavior == 'cem' and act_space.discrete:
             raise ConfigError(
                 'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from dreamer_tf.agent import Agent
+from dreamer_tf.agent import Agent, check_config
 from dreamer_tf.config import EVAL_POLICIES, Config, ConfigError, load_config
 from dreamer_tf.envs import check_task, crafter, make_env
 from dreamer_tf.envs.parallel import BatchEnv, process_envs
@@ -355,6 +355,7 @@ def check_start(config, logdir):
     """Fails on a bad config or run directory before anything is written or started."""
     check_schedule(config.run)
     check_eval_policy(config.run.eval_policy)
+    check_config(config)
     if config.seed < 0:
         raise ConfigError(f'seed must be >= 0, got {config.seed}')
     if logdir.exists() and not logdir.is_dir():
