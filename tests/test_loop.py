@@ -257,7 +257,7 @@ def test_unknown_task_fails_before_the_run_directory_or_workers(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
-def test_a_negative_seed_or_a_file_as_logdir_fails_before_training(tmp_path):
+def test_a_bad_seed_precision_or_logdir_fails_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match='seed must be >= 0, got -1'):
         train(tiny_config(tmp_path / 'run', seed=-1))
     with pytest.raises(ConfigError, match="precision must be one of .* got 'fp8'"):
