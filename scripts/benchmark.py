@@ -12,7 +12,9 @@ GFLOP of one update (matmuls and convolutions counted from the graph),
 achieved GFLOP/s, the roofline time (GFLOP / measured matmul peak) and the
 fraction of it reached, input wait per update when batches come from a
 filled replay through tf.data, policy-step latency for a batch of N envs
-(median and p99), and the process's peak resident memory.
+(median and p99), and the process's peak resident memory. `--profile N` adds,
+per row, the N op types an update spends most time in (TF profiler, op time
+summed over threads).
 """
 
 import argparse
@@ -47,6 +49,9 @@ def main():
     parser.add_argument('--length', type=int, help='override run.batch_length')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--envs', type=int, nargs='+', default=[1, 8], help='policy batch sizes')
+    parser.add_argument(
+        '--profile', type=int, default=0, metavar='N',
+        help='also print the N op types the update spends most time in (TF profiler)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: one row, in a child process
     args = parser.parse_args()
@@ -72,6 +77,7 @@ def main():
                     'length': args.length,
                     'repeats': args.repeats,
                     'envs': args.envs,
+                    'profile': args.profile,
                 }
                 row = _run_child(spec)
                 row['roofline_s'] = row['gflop'] * 1e9 / peaks[precision]
@@ -80,6 +86,10 @@ def main():
                 print(_format(row), flush=True)
     print()
     print(table(rows, args.envs))
+    for row in rows:
+        if 'op_profile' in row:
+            print()
+            print(profile_table(row, args.profile))
     if args.json:
         write_json(args.json, {'machine': machine(), 'matmul_peak_flops': peaks, 'rows': rows})
 
@@ -126,6 +136,8 @@ def measure_row(spec):
         median, p99 = benchmark.policy_latency(agent, obs_space, envs)
         row[f'policy_ms_{envs}'] = 1e3 * median
         row[f'policy_p99_ms_{envs}'] = 1e3 * p99
+    if spec['profile']:
+        row['op_profile'] = benchmark.op_profile(agent.train, batch)
     # ru_maxrss is in KiB on Linux.
     row['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
@@ -192,6 +204,21 @@ def table(rows, envs):
                     f'{base["update_s"] / r["update_s"]:.2f}x the speed of XLA off'
                 )
     return '\n'.join(lines + [''] + ratios)
+
+
+def profile_table(row, top):
+    """The `top` op types of one row's update by time, and their share of all op time."""
+    times = row['op_profile']
+    total = sum(times.values())
+    lines = [
+        f'{row["configs"]} ({row["precision"]}, XLA {row["jit"]}): op time per update '
+        f'summed over threads {total:.2f} s, wall {row["update_s"]:.2f} s',
+        '| op type | s/update | share |',
+        '|---|---|---|',
+    ]
+    for name, seconds in list(times.items())[:top]:
+        lines.append(f'| {name} | {seconds:.3f} | {seconds / total:.0%} |')
+    return '\n'.join(lines)
 
 
 def machine():

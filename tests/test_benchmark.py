@@ -60,3 +60,19 @@ def test_replay_bytes_per_step_keep_images_uint8():
     # image uint8, vector and action float32, reward float32, three bool flags.
     exact = 16 * 16 * 3 + 5 * 4 + 2 * 4 + 4 + 3
     assert exact <= per_step <= exact + 16  # plus the .npz headers, shared by 200 steps
+
+
+def test_op_profile_finds_the_matmuls_of_a_loop():
+    # A loop of matmuls with one cheap add per step: the profile names the matmul
+    # (oneDNN's `_MklMatMul` on this CPU) as the costliest op type.
+    @tf.function
+    def fn(x):
+        for _ in tf.range(20):
+            x = tf.matmul(x, x) * 1e-3 + 1.0
+        return x
+
+    x = tf.random.normal((256, 256))
+    fn(x)
+    times = benchmark.op_profile(fn, x)
+    assert times and all(seconds > 0 for seconds in times.values())
+    assert 'MatMul' in next(iter(times)), times
