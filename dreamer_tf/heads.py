@@ -127,7 +127,9 @@ class Encoder(tf.Module):
             lead = tf.shape(x)[:-3]
             x = tf.reshape(x, [-1, *x.shape[-3:]])
             for conv, norm in zip(self.convs, self.norms):
-                x = nn.norm_act(norm, self.act, conv(x))
+                x = conv(x)
+                x = norm(x) if norm is not None else x
+                x = self.act(x)
             outs.append(tf.reshape(x, tf.concat([lead, [np.prod(x.shape[1:])]], 0)))
         if self.mlp_keys:
             x = tf.concat([tf.cast(obs[k], tf.float32) for k in self.mlp_keys], -1)
@@ -241,7 +243,7 @@ class Decoder(tf.Module):
             for i, (deconv, norm) in enumerate(zip(self.deconvs, self.norms)):
                 x = deconv(x)
                 if i < len(self.deconvs) - 1:
-                    x = nn.norm_act(norm, self.act, x)
+                    x = self.act(norm(x) if norm is not None else x)
             x = tf.reshape(x, tf.concat([lead, x.shape[1:]], 0))
             for key, part in zip(self.cnn_keys, tf.split(x, self.channels, -1)):
                 out[key] = (

@@ -59,24 +59,8 @@ class Linear(tf.Module):
         return y
 
 
-def norm_act(norm, act, x):
-    """act(norm(x)) in x's dtype; with a norm, the activation runs in float32 too.
-
-    LayerNorm computes in float32 anyway, so applying the activation before the
-    cast back costs no extra cast, and its forward and gradient then use the
-    CPU's vectorised float32 kernels instead of slow bf16 ones
-    (docs/speed.md).
-    """
-    if norm is None:
-        return act(x)
-    return tf.cast(act(norm(x, tf.float32)), x.dtype)
-
-
 class LayerNorm(tf.Module):
-    """Layer normalisation over the last axis; statistics in float32.
-
-    Returns `dtype`, by default the input's.
-    """
+    """Layer normalisation over the last axis; statistics in float32."""
 
     def __init__(self, dim, eps=1e-3, name=None):
         super().__init__(name=name)
@@ -84,8 +68,8 @@ class LayerNorm(tf.Module):
         self.scale = tf.Variable(tf.ones((dim,)), name='scale')
         self.offset = tf.Variable(tf.zeros((dim,)), name='offset')
 
-    def __call__(self, x, dtype=None):
-        dtype = dtype or x.dtype
+    def __call__(self, x):
+        dtype = x.dtype
         x = tf.cast(x, tf.float32)
         mean, var = tf.nn.moments(x, [-1], keepdims=True)
         x = (x - mean) * tf.math.rsqrt(var + self.eps) * self.scale + self.offset
@@ -104,7 +88,10 @@ class Dense(tf.Module):
         self.act = get_act(act)
 
     def __call__(self, x):
-        return norm_act(self.norm, self.act, self.linear(x))
+        x = self.linear(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.act(x)
 
 
 class MLP(tf.Module):
@@ -143,18 +130,14 @@ class GRUCell(tf.Module):
         self.norm = LayerNorm(3 * size) if norm else None
 
     def __call__(self, x, h):
-        """x in the compute dtype, h in any: the new state in h's dtype.
-
-        Only the matmul runs in x's dtype; the gates and the blend with h run in
-        float32, so a float32 state keeps its precision under mixed precision.
-        """
         parts = self.linear(tf.concat([x, tf.cast(h, x.dtype)], -1))
-        parts = self.norm(parts, tf.float32) if self.norm is not None else tf.cast(parts, tf.float32)
+        if self.norm is not None:
+            parts = self.norm(parts)
         reset, cand, update = tf.split(parts, 3, -1)
         reset = tf.sigmoid(reset)
         cand = tf.tanh(reset * cand)
         update = tf.sigmoid(update + self.update_bias)
-        return tf.cast(update * cand + (1 - update) * tf.cast(h, tf.float32), h.dtype)
+        return update * cand + (1 - update) * tf.cast(h, x.dtype)
 
 
 class Conv2D(tf.Module):

@@ -114,7 +114,7 @@ class RSSM(tf.Module):
         prev_action = prev_action * sg(1.0 / tf.maximum(1.0, tf.abs(prev_action)))
         x = tf.concat([prev['stoch'], prev_action], -1)
         x = self.img_in(tf.cast(x, self.dtype))
-        deter = self.gru(x, tf.cast(prev['deter'], tf.float32))
+        deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
         stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
         stoch = self.latent_dist(stats).sample(seed)
         return {'deter': deter, 'stoch': stoch, **stats}

@@ -286,22 +286,6 @@ def test_low_precision_updates_match_float32():
             )
 
 
-def test_mixed_precision_gru_keeps_a_float32_state():
-    # Only the GRU's matmul runs in the compute dtype: a float32 state comes back
-    # float32, equal to the float32 cell's up to bf16's rounding of that matmul, and a
-    # bf16 state comes back bf16. Normed layers return the compute dtype.
-    tf.random.set_seed(0)
-    gru, dense = nn.GRUCell(4, 8), nn.Dense(4, 8, 'silu', 'layer')
-    x, h = tf.random.normal([3, 4]), tf.random.normal([3, 8])
-    low = tf.cast(x, tf.bfloat16)
-    state = gru(low, h)
-    assert state.dtype == tf.float32 and gru(low, tf.cast(h, tf.bfloat16)).dtype == tf.bfloat16
-    np.testing.assert_allclose(state.numpy(), gru(x, h).numpy(), atol=2e-2)
-    assert dense(low).dtype == tf.bfloat16
-    np.testing.assert_allclose(
-        tf.cast(dense(low), tf.float32).numpy(), dense(x).numpy(), atol=3e-2)
-
-
 def test_reward_transform_is_the_reward_heads_target():
     # DreamerV2's Atari `clip_rewards: tanh`: training on raw rewards with the tanh
     # transform equals training on tanh-transformed rewards without it.
