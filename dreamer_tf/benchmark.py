@@ -213,7 +213,8 @@ def op_profile(fn, *args, calls=2):
 
     Counts the innermost op events (named `name:OpType`) of each thread, so the
     total is op time summed over threads: above the wall time when ops run
-    in parallel, below it by the time no op runs. Warm `fn` up first.
+    in parallel, below it by the time no op runs. An XLA-compiled function is
+    one entry, named after it. Warm `fn` up first.
     """
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 

@@ -51,7 +51,8 @@ def main():
     parser.add_argument('--envs', type=int, nargs='+', default=[1, 8], help='policy batch sizes')
     parser.add_argument(
         '--profile', type=int, default=0, metavar='N',
-        help='also print the N op types the update spends most time in (TF profiler)')
+        help='also print the N op types the update spends most time in (TF profiler; '
+        'an XLA-compiled update shows as one entry)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: one row, in a child process
     args = parser.parse_args()

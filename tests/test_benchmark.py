@@ -63,7 +63,7 @@ def test_replay_bytes_per_step_keep_images_uint8():
 
 
 def test_op_profile_finds_the_matmuls_of_a_loop():
-    # A loop of matmuls with one cheap add per step: the profile names the matmul
+    # A loop of matmuls and cheap element-wise ops: the profile names the matmul
     # (oneDNN's `_MklMatMul` on this CPU) as the costliest op type.
     @tf.function
     def fn(x):
