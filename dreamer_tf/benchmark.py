@@ -78,9 +78,9 @@ def time_update(agent, batch, repeats=5, warmup=2):
     return {'median_s': float(np.median(times)), 'times_s': times, 'warmup_s': first}
 
 
-def _block(metrics):
-    return {k: v.numpy() for k, v in metrics.items()}
-
+def _block(outputs):
+    """Waits for a call's tensors (any nest of them) by copying them to numpy."""
+    return tf.nest.map_structure(lambda t: t.numpy(), outputs)
 
 
 def build(config, obs_space, act_space):
@@ -222,7 +222,7 @@ def op_profile(fn, *args, calls=2):
         tf.profiler.experimental.start(logdir)
         try:
             for _ in range(calls):
-                tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
+                _block(fn(*args))
         finally:
             tf.profiler.experimental.stop()
         (path,) = glob.glob(f'{logdir}/**/*.xplane.pb', recursive=True)
