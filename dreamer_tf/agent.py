@@ -141,10 +141,11 @@ class Agent(tf.Module):
             self._behavior_grads, start, seed_imag
         )
         metrics.update(self._mean(behavior_metrics))
-        metrics.update(_prefix('actor', self.actor_opt.apply(self._mean(actor_grads))))
+        actor_metrics = self.actor_opt.apply(self._mean(actor_grads))
+        metrics.update(_prefix('actor', actor_metrics))
         metrics.update(_prefix('critic', self.critic_opt.apply(self._mean(critic_grads))))
         # Replicas computed identical statistics from the gathered returns.
-        self.behavior.apply_state(self._first(state))
+        self.behavior.apply_state(self._first(state), actor_metrics['grad_finite'] > 0)
         return metrics
 
     def _model_grads(self, data, seed):

@@ -83,9 +83,12 @@ class ReturnNorm(tf.Module):
         high = self.decay * self.high + (1 - self.decay) * quantile(returns, self.qhigh)
         return tf.maximum(self.limit, high - low), (low, high)
 
-    def assign(self, stats):
-        self.low.assign(stats[0])
-        self.high.assign(stats[1])
+    def assign(self, stats, applied=True):
+        """Stores `stats` where `applied` and they are finite; else keeps the old ones."""
+        keep = tf.logical_not(tf.logical_and(
+            applied, tf.reduce_all(tf.math.is_finite(tf.stack(stats)))))
+        self.low.assign(tf.where(keep, self.low, stats[0]))
+        self.high.assign(tf.where(keep, self.high, stats[1]))
 
 
 class Actor(tf.Module):
@@ -299,11 +302,13 @@ class ActorCritic(tf.Module):
             loss -= slow_reg * dist.log_prob(sg(self.slow_critic(feat).mean()))
         return tf.reduce_mean(weight * loss)
 
-    def apply_state(self, state):
-        """After the optimisers' steps: store the return statistics of `losses`
-        and move the slow critic towards the critic."""
+    def apply_state(self, state, applied):
+        """After the optimisers' steps: store the return statistics of `losses` if the
+        actor's step was `applied` (a boolean tensor; a skipped, non-finite update must
+        not leave NaN statistics that would skip every later one) and move the slow
+        critic towards the critic."""
         if 'retnorm' in state:
-            self.retnorm.assign(state['retnorm'])
+            self.retnorm.assign(state['retnorm'], applied)
         self._update_slow_critic()
 
     def _update_slow_critic(self):

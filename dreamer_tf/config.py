@@ -7,7 +7,9 @@ command line. Every value is checked against the type of its default.
 """
 
 import difflib
+import fnmatch
 import io
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +29,23 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / 'configs.yaml'
 EVAL_POLICIES = ('mode', 'sample')
 
 _SCALARS = (bool, int, float, str, type(None))
+# Value ranges of numeric keys (dotted-key patterns), checked after composition
+# and on update; every float must be finite wherever its key is. A key of this
+# table that a schema lacks is not checked.
+_RANGES = (
+    (('*_opt.lr', '*_opt.eps', 'rssm.deter', 'rssm.hidden', 'rssm.stoch', '*.units',
+      '*.mlp_units', '*.cnn_depth', '*.bins', 'run.batch_size', 'run.batch_length',
+      'run.replay_capacity', 'env.envs', 'env.action_repeat', 'env.size', 'imag.horizon',
+      'planner.*', 'contrastive.temperature', 'actor.max_std'), '> 0', lambda x: x > 0),
+    (('seed', 'run.*', 'env.time_limit', 'env.worker_timeout', 'env.noops', '*_opt.clip',
+      '*_opt.wd', '*.layers', '*.mlp_layers', 'loss_scales.*', 'kl.*', 'actor.entropy',
+      '*.min_std', '*.outscale', 'critic.slow_*', 'rssm.classes', 'contrastive.overshoot',
+      'contrastive.crop_pad', 'retnorm.limit'), '>= 0', lambda x: x >= 0),
+    (('*.unimix', 'imag.discount', 'imag.lambda', 'retnorm.decay', 'critic.slow_fraction'),
+     'in [0, 1]', lambda x: 0 <= x <= 1),
+    (('retnorm.low', 'retnorm.high'), 'in [0, 100]', lambda x: 0 <= x <= 100),
+    (('image_bits',), 'in [1, 8]', lambda x: 1 <= x <= 8),
+)
 _TRUE = ('true', 'yes', '1')
 _FALSE = ('false', 'no', '0')
 
@@ -130,6 +149,7 @@ class Config(Mapping):
         """
         update = _expand(dict(mapping, **kwargs))
         data = _merge(self._data, update, self._schema, 'update()', self._schema)
+        _check_values(data)
         return Config._wrap(data, self._schema)
 
     def save(self, path):
@@ -150,16 +170,17 @@ def load_config(names, overrides=(), path=None):
     return _compose(_read_blocks(path), names, dict(overrides), 'overrides')
 
 
-def parse_args(argv=None, path=None):
+def parse_args(argv=None, path=None, flags=()):
     """Build a Config from `--configs NAME ...` and `--dotted.key value` arguments.
 
     Values are parsed according to the type of their default. `-h`/`--help`
-    prints a usage text and exits.
+    prints a usage text, with `flags` (pairs of a program's own flag and its
+    help line) after the usage line, and exits.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     blocks = _read_blocks(path)
     if '-h' in argv or '--help' in argv:
-        print(_usage(blocks))
+        print(_usage(blocks, flags))
         sys.exit(0)
     names, overrides = _parse_argv(argv, _defaults(blocks))
     return _compose(blocks, names, overrides, 'command line')
@@ -206,10 +227,37 @@ def _defaults(blocks):
 def _compose(blocks, names, overrides, source):
     defaults = _defaults(blocks)
     data = defaults
+    _check_one_algorithm(blocks, names)
     for name in _with_combined_blocks(blocks, names):
         data = _merge(data, _block(blocks, name), defaults, f'block {name!r}', defaults)
     data = _merge(data, _expand(overrides), defaults, source, defaults)
+    _check_values(data)
     return Config._wrap(data, defaults)
+
+
+def _check_one_algorithm(blocks, names):
+    """Two blocks that each set `algo` would mix two presets under the later one's name."""
+    algos = list(dict.fromkeys(
+        name for name in names if name != 'defaults' and 'algo' in _block(blocks, name)))
+    if len(algos) > 1:
+        raise ConfigError(
+            f'--configs names {len(algos)} algorithm presets ({", ".join(algos)}): they would '
+            'mix into a preset of neither paper. Name one, and change its values with dotted '
+            'overrides such as --kl.free 1.0')
+
+
+def _check_values(data):
+    """Finite floats everywhere, and the numeric keys of `_RANGES` within their range."""
+    for key, value in _flatten(data):
+        values = value if isinstance(value, tuple) else (value,)
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f'{key} must be a finite number, got {value!r} (set --{key})')
+        for patterns, text, valid in _RANGES:
+            if any(fnmatch.fnmatchcase(key, p) for p in patterns):
+                if not all(valid(v) for v in numbers):
+                    raise ConfigError(f'{key} must be {text}, got {value!r} (set --{key})')
+                break
 
 
 def _with_combined_blocks(blocks, names):
@@ -444,10 +492,12 @@ def _parse_value(text, default, key):
         raise ConfigError(f'{key}: cannot parse {text!r} as YAML from {source}') from None
 
 
-def _usage(blocks):
+def _usage(blocks, flags=()):
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else 'program'
+    own = ''.join(f' [{flag}]' for flag, _ in flags)
     lines = [
-        f'usage: {program} [--configs NAME [NAME ...]] [--KEY VALUE | --KEY=VALUE ...]',
+        f'usage: {program} [--configs NAME [NAME ...]] [--KEY VALUE | --KEY=VALUE ...]{own}',
+        *[f'  {flag}: {text}' for flag, text in flags],
         '',
         'Blocks are applied in order on top of "defaults"; later ones win.',
         f'blocks: {", ".join(blocks)}',

@@ -138,9 +138,12 @@ class RSSM(tf.Module):
         return post, prior
 
     def _reset(self, prev, prev_action, is_first, init):
-        mask = tf.cast(is_first, tf.float32)[:, None]
-        prev = {k: _blend(init[k], v, mask) for k, v in prev.items()}
-        return prev, tf.cast(prev_action, tf.float32) * (1 - mask)
+        # A select, not mask * init + (1 - mask) * prev: 0 * NaN is NaN, and a state
+        # that went non-finite must not outlive its episode.
+        first = tf.cast(is_first, tf.bool)
+        prev = {k: _select(first, init[k], v) for k, v in prev.items()}
+        prev_action = tf.cast(prev_action, tf.float32)
+        return prev, _select(first, tf.zeros_like(prev_action), prev_action)
 
     def observe(self, embed, action, is_first, seed, state=None):
         """Filter a sequence. embed [B,T,E], action [B,T,A] (a_{t-1}), is_first [B,T].
@@ -200,11 +203,10 @@ class RSSM(tf.Module):
         return dists.kl_normal(post['mean'], post['std'], prior['mean'], prior['std'])
 
 
-def _blend(init, value, mask):
-    mask = tf.reshape(
-        mask, tf.concat([tf.shape(mask), tf.ones([value.shape.rank - 2], tf.int32)], 0)
-    )
-    return mask * init + (1 - mask) * value
+def _select(first, init, value):
+    """`init` in the rows where `first` [B] is set, else `value` (both [B, ...])."""
+    first = tf.reshape(first, tf.concat([tf.shape(first), tf.ones([value.shape.rank - 1], tf.int32)], 0))
+    return tf.where(first, tf.cast(init, value.dtype), value)
 
 
 class _Flat:

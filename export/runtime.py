@@ -14,7 +14,11 @@
 
 The recurrent state lives in the `Policy`. An observation's `is_first` flag
 marks an episode start (the model then restarts from its initial state, as the
-agent does); without the key, the first step after `reset()` counts as the start.
+agent does; the runtime also sets that state itself, so a restart is exact
+whatever the state held); without the key, the first step after `reset()`
+counts as the start. A NaN or infinite observation raises ObservationError
+(`nonfinite='allow'` passes it on), and an action that is not finite raises
+NonFiniteActionError rather than reaching the env.
 """
 
 from pathlib import Path
@@ -29,6 +33,10 @@ class ObservationError(ValueError):
     """An observation whose keys, shapes or dtypes do not match the exported policy."""
 
 
+class NonFiniteActionError(FloatingPointError):
+    """The policy computed an action that is NaN or infinite."""
+
+
 class Policy:
     """An exported ONNX policy step with its recurrent state.
 
@@ -36,9 +44,14 @@ class Policy:
       path: the `.onnx` file; its metadata is `<path>.json`.
       seed: seed of the noise of a stochastic export (ignored when deterministic).
       threads: ONNX Runtime intra-op threads (None: its default, one per core).
+      nonfinite: 'raise' (an observation with NaN or infinite values raises
+        ObservationError) or 'allow' (it is passed to the model).
     """
 
-    def __init__(self, path, seed=None, threads=None):
+    def __init__(self, path, seed=None, threads=None, nonfinite='raise'):
+        if nonfinite not in ('raise', 'allow'):
+            raise ValueError(f"nonfinite must be 'raise' or 'allow', got {nonfinite!r}")
+        self.nonfinite = nonfinite
         path = Path(path)
         self.meta = metadata.read(path)
         if self.meta['format'] != 'onnx':
@@ -88,13 +101,24 @@ class Policy:
         else:
             is_first = ~self._started
         inputs['is_first'] = is_first
-        inputs.update(self.state)
+        inputs.update(self._restarted(is_first))
         for key, spec in self.meta['noise'].items():
             inputs[key] = self._noise((rows, *spec['shape']), spec['dist'])
         action, deter, stoch = self.session.run(list(metadata.STEP_OUTPUTS), inputs)
+        if not np.isfinite(action).all():
+            raise NonFiniteActionError(
+                'the policy computed a non-finite action; check the observations since the '
+                "episode start (Policy(..., nonfinite='allow') lets NaN or inf in)")
         self.state = {'deter': deter, 'stoch': stoch, 'prev_action': action}
         self._started[:] = True
         return action if self.batch_size else action[0]
+
+    def _restarted(self, is_first):
+        """The state with the rows of `is_first` set to the initial state."""
+        if not is_first.any():
+            return self.state
+        initial = metadata.initial_state(self.meta, len(is_first))
+        return {k: np.where(is_first[:, None], initial[k], v) for k, v in self.state.items()}
 
     def act(self, obs):
         """Action for `obs` in the env's own action space; advances the state."""
@@ -113,6 +137,10 @@ class Policy:
                 f'observation {key!r}: expected {dtype.name} of shape {expected}, '
                 f'got {value.dtype.name} of shape {value.shape}'
             )
+        if self.nonfinite == 'raise' and dtype.kind == 'f' and not np.isfinite(value).all():
+            raise ObservationError(
+                f"observation {key!r} holds NaN or infinite values (Policy(..., nonfinite='allow') "
+                'passes them to the model)')
         return value if self.batch_size else value[None]
 
     def _noise(self, shape, dist):

@@ -273,7 +273,7 @@ def test_cli_equals_syntax(path):
 
 def test_cli_int(path):
     assert parse_args(['--steps', '1e6'], path).steps == 1_000_000
-    assert parse_args(['--seed', '-3'], path).seed == -3
+    assert parse_args(['--steps', '-3'], path).steps == -3
     with pytest.raises(ConfigError) as info:
         parse_args(['--rssm.deter', 'abc'], path)
     assert str(info.value) == "rssm.deter: expected int, got 'abc' (str) from command line"

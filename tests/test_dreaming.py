@@ -223,9 +223,9 @@ def test_dreaming_acts_on_the_unshifted_image():
 def test_bad_representation_and_contrastive_settings_are_named():
     with pytest.raises(ValueError, match='representation'):
         Agent(IMAGE, ActSpace(False, 2), load_config(['debug'], {'representation': 'decoder'}))
-    config = load_config(['dreamingv1', 'debug'], {'contrastive.crop_pad': -2})
     with pytest.raises(ValueError, match='crop_pad'):
-        Agent(IMAGE, ActSpace(False, 2), config)
+        Agent(IMAGE, ActSpace(False, 2),
+              load_config(['dreamingv1', 'debug'], {'contrastive.crop_pad': -2}))
 
 
 # The training loop end to end on rendered dm_control with the tiny `debug` networks:

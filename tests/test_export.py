@@ -17,7 +17,7 @@ from dreamer_tf.run.loop import Counters
 from export import metadata, parity, writers
 from export.checkpoint import load_run, run_config
 from export.policy import ExportError, ExportPolicy, _first_inside
-from export.runtime import ObservationError, Policy, env_action
+from export.runtime import NonFiniteActionError, ObservationError, Policy, env_action
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR = {'vector': Space((5,), np.float32)}
@@ -316,6 +316,25 @@ def test_runtime_rejects_bad_observations_with_clear_errors(v3):
         runtime.step(good)
 
 
+def test_runtime_refuses_non_finite_input_and_restarts_exactly(v3):
+    """Issue: one NaN observation made every later action NaN, also after is_first."""
+    path = v3[2]['onnx'][0]
+    good = {'image': np.zeros((16, 16, 3), np.uint8), 'vector': np.ones(5, np.float32)}
+    bad = {**good, 'vector': np.array([0, np.nan, 0, 0, 0], np.float32)}
+    with pytest.raises(ObservationError, match="'vector' holds NaN or infinite values"):
+        Policy(path).step(bad)
+    with pytest.raises(ObservationError, match='NaN or infinite'):
+        Policy(path).step({**good, 'vector': np.full(5, np.inf, np.float32)})
+    fresh = Policy(path).step({**good, 'is_first': np.array(True)})
+    allowed = Policy(path, nonfinite='allow')
+    allowed.step(good)
+    # The model turns NaN into NaN actions: refused, never passed to an env as action 0.
+    with pytest.raises(NonFiniteActionError):
+        allowed.step({**bad, 'is_first': np.array(False)})
+    # A restart is exact: the poisoned state is replaced, not blended with the initial one.
+    np.testing.assert_array_equal(allowed.step({**good, 'is_first': np.array(True)}), fresh)
+
+
 def test_env_actions_match_the_env_adapters():
     from gymnasium import spaces
 
@@ -437,7 +456,7 @@ def test_planet_and_bad_runs_are_clear_errors(tmp_path):
     run = tmp_path / 'run'
     _write_run(run, 'gym_CartPole-v1', ActSpace(True, 2), {'vector': Space((4,), np.float32)})
     load_config(['dreamerv3', 'debug'], {'rssm.deter': 32}).save(run / 'config.yaml')
-    with pytest.raises(ExportError, match='cannot restore the agent from .*ckpt-1'):
+    with pytest.raises(ExportError, match='no checkpoint in .* restores .*ckpt-1: '):
         load_run(run)
 
 

@@ -21,9 +21,11 @@ def check_id(env_id):
 
 
 def make_gym(env_id, render_mode=None):
-    """Calls ``gymnasium.make`` on a registered id (`check_id`)."""
+    """Calls ``gymnasium.make`` on a registered id (`check_id`). `render_mode` is passed
+    only when set: many envs' constructors take no such argument."""
     check_id(env_id)
-    return gymnasium.make(env_id, render_mode=render_mode)
+    kwargs = {'render_mode': render_mode} if render_mode else {}
+    return gymnasium.make(env_id, **kwargs)
 
 
 def is_image(box):

@@ -18,6 +18,21 @@ import numpy as np
 
 from dreamer_tf.envs.process import ProcessEnv, WorkerFailure
 
+NONFINITE = ('stop', 'drop')
+
+
+class NonFiniteError(RuntimeError):
+    """An env returned an observation or reward that is NaN or infinite."""
+
+
+def nonfinite_key(step):
+    """The first key of a step whose float values are not all finite, or None."""
+    for key, value in step.items():
+        value = np.asarray(value)
+        if value.dtype.kind in 'fc' and not np.isfinite(value).all():
+            return key
+    return None
+
 
 class BatchEnv:
     """A list of envs with one interface: ``reset`` and ``step`` act on several at once.
@@ -28,15 +43,24 @@ class BatchEnv:
     first step of a new episode, and its index is listed in ``restarted``
     (until the next call) so that the caller can drop the partial episode.
     A worker that fails `max_restarts` times in a row is given up on.
+
+    A step with a NaN or infinite float value (observation, reward) never
+    reaches the caller: with ``nonfinite='stop'`` it raises NonFiniteError
+    naming the env, its episode step and the key; with ``'drop'`` the env is
+    reset and reported in ``restarted`` like a restarted worker.
     """
 
-    def __init__(self, envs, max_restarts=3):
+    def __init__(self, envs, max_restarts=3, nonfinite='stop', name='env'):
         if not envs:
             raise ValueError('BatchEnv needs at least one env.')
+        if nonfinite not in NONFINITE:
+            raise ValueError(f'env.nonfinite must be one of {NONFINITE}, got {nonfinite!r}')
         self.envs = list(envs)
         self.max_restarts = max_restarts
+        self.nonfinite, self.name = nonfinite, name
         self.restarted = []
         self._failures = [0] * len(self.envs)
+        self._steps = [0] * len(self.envs)
         self.obs_space, self.act_space = self.envs[0].obs_space, self.envs[0].act_space
         for index, env in enumerate(self.envs[1:], 1):
             if (env.obs_space, env.act_space) != (self.obs_space, self.act_space):
@@ -84,7 +108,31 @@ class BatchEnv:
             except WorkerFailure as error:
                 failed[index] = error
         done.update({index: self._recover(index, error) for index, error in failed.items()})
+        for index in indices:
+            self._steps[index] = 0 if command == 'reset' or index in self.restarted else (
+                self._steps[index] + 1)
+            done[index] = self._finite(index, done[index])
         return [done[i] for i in indices]
+
+    def _finite(self, index, step):
+        """`step`, or under 'drop' the first step of a new episode if it is not finite."""
+        key = nonfinite_key(step)
+        if key is None:
+            return step
+        where = (f'{self.name} env {index} returned a non-finite {key!r} at step '
+                 f'{self._steps[index]} of its episode')
+        if self.nonfinite == 'stop':
+            raise NonFiniteError(
+                f'{where}. Fix the environment, or set --env.nonfinite drop to drop such episodes.')
+        if self._steps[index] == 0:
+            raise NonFiniteError(f'{where}: a first step cannot be dropped; fix the environment.')
+        print(f'warning: {where}; its episode is dropped (env.nonfinite drop).',
+              file=sys.stderr, flush=True)
+        first = self.envs[index].reset()
+        self._steps[index] = 0
+        if index not in self.restarted:
+            self.restarted.append(index)
+        return self._finite(index, first)
 
     def _recover(self, index, error):
         """Restart a failed worker and reset its env; returns the new first step."""
@@ -106,13 +154,14 @@ class BatchEnv:
             return first
 
 
-def process_envs(count, seed, timeout=None, **make_args):
+def process_envs(count, seed, timeout=None, nonfinite='stop', **make_args):
     """A BatchEnv of ``count`` worker-process envs seeded ``seed``, ``seed + 1``, ...
 
-    ``timeout``: seconds a worker may take to answer before it is restarted."""
+    ``timeout``: seconds a worker may take to answer before it is restarted;
+    ``nonfinite``: BatchEnv's."""
     envs = [ProcessEnv(timeout, **make_args, seed=seed + index) for index in range(count)]
     try:
-        return BatchEnv(envs)
+        return BatchEnv(envs, nonfinite=nonfinite, name=make_args.get('task', 'env'))
     except BaseException:
         for env in envs:
             env.close()

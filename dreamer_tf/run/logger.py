@@ -1,7 +1,6 @@
 """Metrics to metrics.jsonl, TensorBoard and a console progress line."""
 
 import json
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -42,7 +41,10 @@ class Mean:
 class Logger:
     """Appends one JSON line per write (metrics.jsonl) and mirrors it to TensorBoard.
 
-    A line cut short by a hard kill is skipped by `dreamer_tf.fileio.read_jsonl`.
+    Non-finite values are written as they are (Python's json writes NaN,
+    Infinity and -Infinity, and reads them back): a loss that went NaN shows as
+    NaN rather than vanishing from the record. A line cut short by a hard kill
+    is skipped by `dreamer_tf.fileio.read_jsonl`.
     """
 
     def __init__(self, logdir):
@@ -52,7 +54,7 @@ class Logger:
 
     def write(self, step, metrics):
         record = {'step': int(step), 'time': time.time()}
-        record.update({k: float(v) for k, v in metrics.items() if _finite(v)})
+        record.update({k: float(v) for k, v in metrics.items() if _number(v)})
         with open(self.path, 'a') as file:
             file.write(json.dumps(record) + '\n')
         with self.writer.as_default(step=int(step)):
@@ -77,11 +79,12 @@ class Logger:
         print(' | '.join(parts), flush=True)
 
 
-def _finite(value):
+def _number(value):
     try:
-        return math.isfinite(float(value))
+        float(value)
     except (TypeError, ValueError):
         return False
+    return True
 
 
 class EpisodeRecords:

@@ -7,7 +7,7 @@ finished episodes reload from disk, weights and counters from the latest
 checkpoint, and only the unfinished episode is lost.
 """
 
-import signal
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -18,10 +18,14 @@ import tensorflow as tf
 from dreamer_tf.agent import Agent, check_config
 from dreamer_tf.config import EVAL_POLICIES, Config, ConfigError, load_config
 from dreamer_tf.envs import check_task, crafter, make_env
-from dreamer_tf.envs.parallel import BatchEnv, process_envs
+from dreamer_tf.envs.parallel import NONFINITE, BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
+from dreamer_tf.run import checkpoint as checkpoints
+from dreamer_tf.run.checkpoint import Checkpointer, CheckpointError
 from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean
+from dreamer_tf.run.rundir import RunLock, holds_run, move_aside
+from dreamer_tf.run.stop import Stopped, StopSignals
 from dreamer_tf.run.video import dream_frames, image_key, write_video
 
 # Step keys with this prefix are episode statistics for the logs (e.g. Crafter's
@@ -90,6 +94,8 @@ def env_args(config, seed, mode='train'):
 def check_process(env):
     if env.process not in ('auto', 'on', 'off'):
         raise ConfigError(f"env.process must be 'auto', 'on' or 'off', got {env.process!r}")
+    if env.nonfinite not in NONFINITE:
+        raise ConfigError(f'env.nonfinite must be one of {NONFINITE}, got {env.nonfinite!r}')
 
 
 def env_from_config(config, seed, mode='train'):
@@ -112,11 +118,13 @@ def envs_from_config(config, count, seed, mode='train'):
         raise ConfigError(f'env.envs must be >= 1, got {count}')
     check_process(config.env)
     check_task(config.task)  # here, not in the workers, whose errors arrive wrapped
+    nonfinite = config.env.nonfinite
     if count == 1 or config.env.process == 'off':
-        return BatchEnv([env_from_config(config, seed + i, mode) for i in range(count)])
+        envs = [env_from_config(config, seed + i, mode) for i in range(count)]
+        return BatchEnv(envs, nonfinite=nonfinite, name=config.task)
     args = env_args(config, seed, mode)
     del args['seed']  # process_envs seeds each env
-    return process_envs(count, seed, config.env.worker_timeout, **args)
+    return process_envs(count, seed, config.env.worker_timeout, nonfinite, **args)
 
 
 def random_action(act_space, rng):
@@ -141,46 +149,12 @@ def episode_logs(step):
     return {k[len(LOG_PREFIX) :]: float(v) for k, v in step.items() if k.startswith(LOG_PREFIX)}
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be restored into the agent this config builds."""
-
-
-class Checkpointer:
-    """tf.train.Checkpoint of agent and counters, saved every few minutes and at exit."""
-
-    def __init__(self, directory, every_secs, **objects):
-        self.checkpoint = tf.train.Checkpoint(**objects)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=2)
-        self.every_secs, self.last = every_secs, time.time()
-
-    def restore(self):
-        path = self.manager.latest_checkpoint
-        if not path:
-            return None
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except Exception as error:  # any reader failure means an unusable checkpoint
-            raise CheckpointError(
-                f'cannot restore checkpoint {path}: {error}\nThe checkpoint is corrupt or was '
-                'written by a different config. Nothing was changed on disk: move the '
-                'checkpoints/ folder away to start the model afresh, or use another --logdir.'
-            ) from None
-        return path
-
-    def due(self):
-        return time.time() - self.last >= self.every_secs
-
-    def save(self):
-        self.manager.save()
-        self.last = time.time()
-
-
 def check_eval_policy(policy):
     if policy not in EVAL_POLICIES:
         raise ConfigError(f'run.eval_policy must be one of {EVAL_POLICIES}, got {policy!r}')
 
 
-def evaluate(agent, envs, episodes, policy='mode', record=False):
+def evaluate(agent, envs, episodes, policy='mode', record=False, guard=contextlib.nullcontext):
     """Runs `episodes` episodes of the agent's policy on a BatchEnv (see `play`).
 
     `policy` is one of EVAL_POLICIES: the modes, or latent and action sampled
@@ -189,10 +163,10 @@ def evaluate(agent, envs, episodes, policy='mode', record=False):
     check_eval_policy(policy)
     explore = policy == 'sample'
     act = lambda obs, state: agent.policy(obs, state, explore=explore, noise=False)
-    return play_agent(agent, envs, episodes, act, record)
+    return play_agent(agent, envs, episodes, act, record, guard)
 
 
-def play_agent(agent, envs, episodes, policy, record=False):
+def play_agent(agent, envs, episodes, policy, record=False, guard=contextlib.nullcontext):
     """Runs `episodes` episodes of `policy(obs, state) -> (action, state)`, one of the
     agent's policies (`Agent.policy`, `Agent.planning_policy`), from its initial state
     (see `play`)."""
@@ -202,7 +176,7 @@ def play_agent(agent, envs, episodes, policy, record=False):
         return action.numpy(), state
 
     return play(envs, episodes, act, agent.initial_state(len(envs)),
-                agent.config.env.action_repeat, record)
+                agent.config.env.action_repeat, record, guard)
 
 
 def evaluate_random(envs, episodes, repeat, seed, record=False):
@@ -219,13 +193,14 @@ def evaluate_random(envs, episodes, repeat, seed, record=False):
     return play(envs, episodes, act, None, repeat, record)
 
 
-def play(envs, episodes, act, state, repeat, record=False):
+def play(envs, episodes, act, state, repeat, record=False, guard=contextlib.nullcontext):
     """Runs `episodes` episodes of `act` on a BatchEnv, all envs in lockstep.
 
     `act(obs, state)` maps the list of every env's latest step and the policy
     state to ([envs, A] actions, new state); `repeat` is the env's action
     repeat. Env i runs a fixed share of the episodes (not "the first `episodes`
-    to finish", which would favour short episodes).
+    to finish", which would favour short episodes). Every env call runs inside
+    `guard()` (the training loop's `StopSignals.env_call`).
 
     Returns one dict per episode: `return`, `length` (env steps), the
     episode's `log_` values, and with `record` the first episode of env 0
@@ -233,14 +208,17 @@ def play(envs, episodes, act, state, repeat, record=False):
     """
     count = len(envs)
     quota = [episodes // count + (i < episodes % count) for i in range(count)]
-    obs = envs.reset()
+    with guard():
+        obs = envs.reset()
     totals, lengths = [0.0] * count, [0] * count
     kept = [replay_step(obs[0], np.zeros(envs.act_space.n, np.float32))] if record else None
     results = []
     active = [i for i in range(count) if quota[i]]
     while active:
         action, state = act(obs, state)
-        for i, out in zip(active, envs.step([action[i] for i in active], active)):
+        with guard():
+            outs = envs.step([action[i] for i in active], active)
+        for i, out in zip(active, outs):
             obs[i] = out
             if i in envs.restarted:
                 # A restarted worker's episode is played again from its new first step.
@@ -261,8 +239,11 @@ def play(envs, episodes, act, state, repeat, record=False):
                 quota[i] -= 1
                 totals[i], lengths[i] = 0.0, 0
         restart = [i for i in active if obs[i]['is_last'] and quota[i]]
-        for i, first in zip(restart, envs.reset(restart) if restart else ()):
-            obs[i] = first
+        if restart:
+            with guard():
+                firsts = envs.reset(restart)
+            for i, first in zip(restart, firsts):
+                obs[i] = first
         active = [i for i in active if quota[i]]
     return results
 
@@ -290,18 +271,22 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
     """
     logdir = Path(logdir)
     config = run_config(logdir, overrides)
-    path = checkpoint or tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
-    if not path:
-        raise FileNotFoundError(f'no checkpoint in {logdir / "checkpoints"}')
+    directory = logdir / 'checkpoints'
+    if not checkpoint and not checkpoints.saved(directory):
+        raise FileNotFoundError(f'no checkpoint in {directory}')
     batch = envs_from_config(config, envs, eval_seed(config, seed), 'eval')
     try:
         agent = Agent(batch.obs_space, batch.act_space, config)
-        try:
-            # Only the agent is restored: the counters in the file are expected leftovers.
-            status = tf.train.Checkpoint(agent=agent).restore(path)
-            status.assert_existing_objects_matched().expect_partial()
-        except Exception as error:  # any reader failure means an unusable checkpoint
-            raise CheckpointError(f'cannot restore the agent from {path}: {error}') from None
+        # Only the agent is restored: the counters in the file are expected leftovers.
+        restorable = tf.train.Checkpoint(agent=agent)
+        if checkpoint:
+            path = checkpoint
+            try:
+                restorable.restore(path).assert_existing_objects_matched().expect_partial()
+            except Exception as error:  # any reader failure means an unusable checkpoint
+                raise CheckpointError(f'cannot restore the agent from {path}: {error}') from None
+        else:
+            path = checkpoints.restore(restorable, directory, partial=True, hint='')
     except BaseException:
         batch.close()
         raise
@@ -356,36 +341,55 @@ def check_start(config, logdir):
     check_schedule(config.run)
     check_eval_policy(config.run.eval_policy)
     check_config(config)
-    if config.seed < 0:
-        raise ConfigError(f'seed must be >= 0, got {config.seed}')
+    check_process(config.env)
     if logdir.exists() and not logdir.is_dir():
         raise ConfigError(f'logdir {logdir} is a file; name a new or an existing run directory')
 
 
-def train(config: Config):
+def open_run_dir(logdir, restart=False):
+    """Creates `logdir` if needed and takes its lock (rundir.RunLock); with `restart`, a
+    run found there is first moved aside (rundir.move_aside), never deleted."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(logdir).acquire()
+    if restart and holds_run(logdir):
+        try:
+            moved = move_aside(logdir)
+        finally:
+            lock.release()
+        print(f'--restart: moved the previous run to {moved}', flush=True)
+        logdir.mkdir(parents=True)
+        lock = RunLock(logdir).acquire()
+    return lock
+
+
+def train(config: Config, restart=False):
     """Trains from `config` in `config.logdir`, resuming a run found there.
 
-    A bad config or task raises ConfigError or envs.TaskError and an unusable
-    checkpoint CheckpointError, before training starts and without changing
-    what the run directory holds (it is created after the config and task checks).
+    A bad config or task raises ConfigError or envs.TaskError before anything is
+    created on disk; a run directory that another training holds raises
+    rundir.RunDirError, and checkpoints of which none restores CheckpointError,
+    without changing what the run directory holds. `restart` moves a run found
+    there aside (to `<logdir>.replaced-<time>`) and starts a new one.
     """
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     check_start(config, logdir)
     tf.random.set_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    run = config.run
-    envs = envs_from_config(config, config.env.envs, config.seed)
-    if run.video_every:
-        try:
+    with contextlib.ExitStack() as stack:
+        envs = envs_from_config(config, config.env.envs, config.seed)
+        stack.callback(envs.close)
+        if config.run.video_every:
             image_key(envs.obs_space)  # fail now, not at the first video, without an image
-        except ValueError:
-            envs.close()
-            raise
-    eval_envs = envs_from_config(
-        config, min(config.env.envs, run.eval_episodes), config.seed + 10_000, mode='eval'
-    )
-    logdir.mkdir(parents=True, exist_ok=True)
+        eval_envs = envs_from_config(
+            config, min(config.env.envs, config.run.eval_episodes), config.seed + 10_000, 'eval')
+        stack.callback(eval_envs.close)
+        stack.callback(open_run_dir(logdir, restart).release)
+        return _train(config, logdir, envs, eval_envs)
+
+
+def _train(config, logdir, envs, eval_envs):
+    run = config.run
+    rng = np.random.default_rng(config.seed)
     replay = Replay(
         logdir / 'replay',
         int(run.replay_capacity),
@@ -439,111 +443,139 @@ def train(config: Config):
             ckpt.save()
 
     no_action = np.zeros(envs.act_space.n, np.float32)
-    obs = envs.reset()
-    for worker, first in enumerate(obs):
-        replay.add(replay_step(first, no_action), worker=worker)
-    # The RSSM resets an env's state where is_first is set, so finished envs
-    # need no special handling of the batched recurrent state.
-    state = agent.initial_state(len(envs))
-    episode_return, episode_length = [0.0] * len(envs), [0] * len(envs)
-    # SIGTERM only sets a flag: raising from the handler could land inside
-    # tf.function tracing, which wraps exceptions. The loop stops at the next step.
-    stop = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
-    try:
-        while count['env_steps'] < run.steps and not stop:
-            if count['env_steps'] < run.prefill:
-                actions = [random_action(envs.act_space, rng) for _ in envs.envs]
-            else:
-                action, state = agent.policy(
-                    stack_obs(obs, envs.obs_space), state, env_steps=count['env_steps']
-                )
-                actions = list(action.numpy())
-            obs = envs.step(actions)
-            for worker, (out, action) in enumerate(zip(obs, actions)):
-                if worker in envs.restarted:
-                    # Its worker died or hung: the episode so far is dropped and
-                    # `out` is the first step of a new one (is_first resets the policy state).
-                    replay.drop_partial(worker)
-                    replay.add(replay_step(out, no_action), worker=worker)
-                    episode_return[worker], episode_length[worker] = 0.0, 0
-                    continue
-                replay.add(replay_step(out, action), worker=worker)
-                episode_return[worker] += float(out['reward'])
-                episode_length[worker] += 1
-                if out['is_last']:
-                    count['episodes'] += 1
-                    logs = episode_logs(out)
-                    length = episode_length[worker] * repeat
-                    episode_metrics.add(
-                        {'episode_return': episode_return[worker], 'episode_length': length, **logs}
-                    )
-                    # The env steps once this lockstep step is counted (as a checkpoint counts).
-                    step = count['env_steps'] + len(envs) * repeat
-                    records.add(step, length, episode_return[worker], logs)
-                    episode_return[worker], episode_length[worker] = 0.0, 0
-            count['env_steps'] += len(envs) * repeat
-            count['policy_steps'] += len(envs)
-            ended = [worker for worker, out in enumerate(obs) if out['is_last']]
-            for worker, first in zip(ended, envs.reset(ended) if ended else ()):
-                obs[worker] = first
+    # Env calls may be interrupted by a stop signal (run/stop.py); everything else
+    # runs to the next check of `signals.requested`.
+    signals = StopSignals(run.stop_grace)
+    with signals:
+        try:
+            with signals.env_call():
+                obs = envs.reset()
+            for worker, first in enumerate(obs):
                 replay.add(replay_step(first, no_action), worker=worker)
+            # The RSSM resets an env's state where is_first is set, so finished envs
+            # need no special handling of the batched recurrent state.
+            state = agent.initial_state(len(envs))
+            episode_return, episode_length = [0.0] * len(envs), [0] * len(envs)
+            while count['env_steps'] < run.steps and not signals.requested:
+                if count['env_steps'] < run.prefill:
+                    actions = [random_action(envs.act_space, rng) for _ in envs.envs]
+                else:
+                    action, state = agent.policy(
+                        stack_obs(obs, envs.obs_space), state, env_steps=count['env_steps']
+                    )
+                    actions = list(action.numpy())
+                with signals.env_call():
+                    obs = envs.step(actions)
+                for worker, (out, action) in enumerate(zip(obs, actions)):
+                    if worker in envs.restarted:
+                        # Its worker died or hung, or it returned non-finite data: the episode
+                        # so far is dropped and `out` is the first step of a new one (is_first
+                        # resets the policy state).
+                        replay.drop_partial(worker)
+                        replay.add(replay_step(out, no_action), worker=worker)
+                        episode_return[worker], episode_length[worker] = 0.0, 0
+                        continue
+                    replay.add(replay_step(out, action), worker=worker)
+                    episode_return[worker] += float(out['reward'])
+                    episode_length[worker] += 1
+                    if out['is_last']:
+                        count['episodes'] += 1
+                        logs = episode_logs(out)
+                        length = episode_length[worker] * repeat
+                        episode_metrics.add(
+                            {'episode_return': episode_return[worker], 'episode_length': length,
+                             **logs}
+                        )
+                        # The env steps once this lockstep step is counted (as a checkpoint
+                        # counts).
+                        step = count['env_steps'] + len(envs) * repeat
+                        records.add(step, length, episode_return[worker], logs)
+                        episode_return[worker], episode_length[worker] = 0.0, 0
+                count['env_steps'] += len(envs) * repeat
+                count['policy_steps'] += len(envs)
+                ended = [worker for worker, out in enumerate(obs) if out['is_last']]
+                if ended:
+                    with signals.env_call():
+                        firsts = envs.reset(ended)
+                    for worker, first in zip(ended, firsts):
+                        obs[worker] = first
+                        replay.add(replay_step(first, no_action), worker=worker)
 
-            for _ in range(updates_due()):
-                if stop:
-                    break
-                if dataset is None:
-                    dataset = iter(replay.dataset())
-                train_metrics.add(agent.train(next(dataset)))
-                count['updates'] += 1
+                for _ in range(updates_due()):
+                    if signals.requested:
+                        break
+                    if dataset is None:
+                        dataset = iter(replay.dataset())
+                    train_metrics.add(agent.train(next(dataset)))
+                    count['updates'] += 1
 
-            step = count['env_steps']
-            evals_due = schedule_count(step, run.prefill, run.eval_every)
-            if evals_due > evals_done:
-                evals_done = evals_due
-                videos_due = schedule_count(step, run.prefill, run.video_every)
-                film = videos_due > videos_done
-                results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film)
-                returns = [r['return'] for r in results]
-                # Episodes and policy go with each evaluation: a resume may change either.
-                logger.write(step, {
-                    'eval_return': np.mean(returns), 'eval_return_std': np.std(returns),
-                    'eval_episodes': len(returns), 'eval_sampled': run.eval_policy == 'sample'})
-                logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
-                if film:
-                    videos_done = videos_due
-                    steps = next(r['steps'] for r in results if 'steps' in r)
-                    save_videos(agent, steps, logdir / 'videos', step, logger)
-            if step - last_log >= run.log_every:
-                last_log = step
-                metrics = {**train_metrics.result(), **episode_metrics.result()}
-                metrics.update(suite_metrics(config.task, metrics))
-                metrics.update(_rates(timer, step, count['updates']))
-                metrics['replay_steps'] = replay.num_steps
-                logger.write(step, metrics)
-                logger.console(step, metrics, CONSOLE)
-            save()
-    except KeyboardInterrupt:
-        stop.append(signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        if stop:
-            print(
-                f'Stopped by {signal.Signals(stop[0]).name}: saving a checkpoint.', file=sys.stderr
-            )
-        save(force=True)
-        # The episodes in progress go to the replay as truncated ones, so a
-        # resume trains on every step the counters count. After the checkpoint:
-        # a failed write here costs those steps, not the run's state.
-        replay.store_partial()
-        envs.close()
-        eval_envs.close()
+                step = count['env_steps']
+                evals_due = schedule_count(step, run.prefill, run.eval_every)
+                if evals_due > evals_done and not signals.requested:
+                    evals_done = evals_due
+                    videos_due = schedule_count(step, run.prefill, run.video_every)
+                    film = videos_due > videos_done
+                    results = evaluate(agent, eval_envs, run.eval_episodes, run.eval_policy, film,
+                                       guard=signals.env_call)
+                    returns = [r['return'] for r in results]
+                    # Episodes and policy go with each evaluation: a resume may change either.
+                    logger.write(step, {
+                        'eval_return': np.mean(returns), 'eval_return_std': np.std(returns),
+                        'eval_episodes': len(returns), 'eval_sampled': run.eval_policy == 'sample'})
+                    logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
+                    if film:
+                        videos_done = videos_due
+                        steps = next(r['steps'] for r in results if 'steps' in r)
+                        save_videos(agent, steps, logdir / 'videos', step, logger)
+                if step - last_log >= run.log_every:
+                    last_log = step
+                    metrics = {**train_metrics.result(), **episode_metrics.result()}
+                    metrics.update(suite_metrics(config.task, metrics))
+                    metrics.update(_rates(timer, step, count['updates']))
+                    metrics['replay_steps'] = replay.num_steps
+                    logger.write(step, metrics)
+                    logger.console(step, metrics, CONSOLE)
+                    warn_skipped(metrics)
+                save()
+        except Stopped:
+            pass  # a stop signal interrupted an env call: stop as at any other point
+        finally:
+            signals.stopping()
+            if signals.requested:
+                print(f'Stopped by {signals.name}: saving a checkpoint.', file=sys.stderr)
+            save(force=True)
+            # The episodes in progress go to the replay as truncated ones, so a
+            # resume trains on every step the counters count. After the checkpoint:
+            # a failed write here costs those steps, not the run's state.
+            replay.store_partial()
+    report_skipped(agent)
     print(
-        f'Done at {count["env_steps"]:,} env steps. Checkpoint: {ckpt.manager.latest_checkpoint}\n'
+        f'Done at {count["env_steps"]:,} env steps. Checkpoint: {ckpt.latest}\n'
         f'Metrics: {logdir / "metrics.jsonl"} (TensorBoard: tensorboard --logdir {logdir})',
         flush=True,
     )
     return agent, counters
+
+
+def warn_skipped(metrics):
+    """Says which optimisers skipped updates since the last log (non-finite gradients)."""
+    skipped = {k[: -len('_grad_finite')]: 1 - v for k, v in metrics.items()
+               if k.endswith('_grad_finite') and not v >= 1}
+    if skipped:
+        parts = ', '.join(f'{name} {share:.0%}' for name, share in skipped.items())
+        print(f'warning: updates skipped for non-finite gradients since the last log: {parts}',
+              file=sys.stderr, flush=True)
+
+
+def report_skipped(agent):
+    """Says how many updates each optimiser skipped over the whole run, if any."""
+    opts = [getattr(agent, name, None) for name in ('model_opt', 'actor_opt', 'critic_opt')]
+    for opt in filter(None, opts):
+        skipped = int(opt.skipped.numpy())
+        if skipped:
+            total = skipped + int(opt.step.numpy())
+            print(f'warning: {opt.name} skipped {skipped:,} of {total:,} updates (non-finite '
+                  'gradients); see *_grad_finite in metrics.jsonl', file=sys.stderr, flush=True)
 
 
 def suite_metrics(task, metrics):
