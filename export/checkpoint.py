@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import Config, load_config
+from dreamer_tf.envs.base import TaskError
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.run import loop
 from export.policy import ExportError, planet_message
@@ -61,18 +62,18 @@ def load_run(logdir, checkpoint=None):
         agent, config, envs, path = loop.load_run(
             logdir, checkpoint=checkpoint, overrides={'precision': '32', 'jit': 'off'}
         )
-    except (FileNotFoundError, RuntimeError) as error:
+    except (FileNotFoundError, RuntimeError, TaskError) as error:
         raise ExportError(str(error)) from None
     envs.close()
     counters = {
         key: int(tf.train.load_variable(path, f'counters/{key}/.ATTRIBUTES/VARIABLE_VALUE'))
         for key in ('env_steps', 'updates')
     }
-    space = env_action_space(config.task, agent.act_space)
+    space = env_action_space(config.task, agent.act_space, config.env.imports)
     return Run(agent, config, str(Path(path).resolve()), counters, space)
 
 
-def env_action_space(task, act_space):
+def env_action_space(task, act_space, imports=()):
     """The env's own action space, which the runtime maps the policy's actions back into.
 
     The env adapters take a one-hot/index or a [-1, 1] vector and map it onto the
@@ -83,9 +84,11 @@ def env_action_space(task, act_space):
     suite, _, name = task.partition('_')
     gym_space = None
     if suite == 'gym':
-        import gymnasium
+        from dreamer_tf.envs import import_modules
+        from dreamer_tf.envs.gym import make_gym
 
-        env = gymnasium.make(name)
+        import_modules(imports)
+        env = make_gym(name)
         gym_space = env.action_space
         env.close()
     if act_space.discrete:

@@ -79,7 +79,9 @@ def resumed_from(stdout):
 
 
 def last_line(text):
-    lines = text.strip().splitlines()
+    """The last line that is not TensorFlow's own logging."""
+    lines = [line for line in text.strip().splitlines()
+             if not re.match(r'[EIW]\d{4} |WARNING: All log messages', line)]
     return lines[-1] if lines else ''
 
 
@@ -121,10 +123,13 @@ def kill9(p, tries, rng):
     for _ in range(tries):
         logdir = p.logdir()
         proc = p.start(logdir, '--run.steps', '1e6', '--run.save_every_secs', '0')
-        if not wait_for(lambda d=logdir: len(checkpoint_numbers(d)) >= 1, 240, proc):
+        # Checkpoint N is written at env step N (a save per step, so kills land inside
+        # writes too); wait until training has begun after the 64 prefill steps.
+        trained = lambda d=logdir: checkpoint_numbers(d)[-1:] >= [100]
+        if not wait_for(trained, 300, proc):
             p.record('kill9', False, f'no checkpoint before the kill: {last_line(proc.stderr.read())}')
             continue
-        time.sleep(rng.uniform(0, 8))  # saving every step: kills land inside writes too
+        time.sleep(rng.uniform(0, 20))
         proc.kill()
         proc.wait()
         resume_check(p, 'kill9', logdir, checkpoint_numbers(logdir), 'kill -9')

@@ -230,12 +230,14 @@ def test_pixels_render_replaces_vector_observations():
         Gym(box_env(spaces.Discrete(2)), size=(20, 20), pixels=True)
 
 
-def test_unsupported_spaces_raise_type_error():
-    with pytest.raises(TypeError, match=r'MultiBinary\(4\) is not supported'):
+def test_unsupported_spaces_are_task_errors_naming_the_space():
+    with pytest.raises(TaskError, match=r'Action space MultiBinary\(4\) is not supported'):
         Gym(box_env(spaces.MultiBinary(4)))
-    fake = FakeGym(spaces.Discrete(5), spaces.Discrete(2), 0)
-    with pytest.raises(TypeError, match=r'Discrete\(5\) is not supported'):
-        Gym(fake)
+    with pytest.raises(TaskError, match=r'Action space MultiDiscrete\(\[3 2\]\) is not supported'):
+        Gym(box_env(spaces.MultiDiscrete([3, 2])))
+    text = spaces.Dict({'pos': spaces.Box(-1, 1, (2,)), 'name': spaces.Text(5)})
+    with pytest.raises(TaskError, match=r"Text\(.*\) under key 'name' is not supported"):
+        Gym(FakeGym(text, spaces.Discrete(2), None))
 
 
 def test_action_repeat_sums_rewards_and_stops_at_is_last():
@@ -395,8 +397,9 @@ def test_dmc_vision_image():
 
 
 def test_process_env_reports_worker_errors():
+    # A bad task arrives as the TaskError it is, with its one-line message.
     env = ProcessEnv(task='nosuite_foo')
-    with pytest.raises(RuntimeError, match='Unknown task'):
+    with pytest.raises(TaskError, match="^Unknown task 'nosuite_foo'"):
         env.obs_space
     env.close()
 

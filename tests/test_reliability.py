@@ -282,10 +282,10 @@ def test_a_stop_signal_ends_a_run_whose_env_hangs(tmp_path, env):
         proc.kill()
     stderr = proc.stderr.read()
     if env == 'Hang':  # interrupted in the env call, then a final checkpoint
-        assert code == 0 and took < 5, stderr[-3000:]
+        assert code == 0 and took < 20, stderr[-3000:]
         assert 'Stopped by SIGTERM: saving a checkpoint' in stderr
     else:  # the env swallows the interruption: the watchdog ends the process
-        assert code == 128 + signal.SIGTERM and 5 <= took < 15, stderr[-3000:]
+        assert code == 128 + signal.SIGTERM and 5 <= took < 30, stderr[-3000:]
         assert 'did not stop within 5 s' in stderr
     # Either way the run resumes from an intact checkpoint.
     _, _, envs, path = load_run(run)

@@ -34,14 +34,25 @@ def split_task(task):
     return suite, name
 
 
-def check_task(task):
+def import_modules(imports):
+    """Imports the user's modules of `env.imports` (which may register gymnasium envs)
+    in this process; the working directory is searched too."""
+    from dreamer_tf.envs.gym import import_user_module
+
+    for module in imports:
+        import_user_module(module, 'env.imports')
+
+
+def check_task(task, imports=()):
     """Raises TaskError, naming valid or close names, unless a suite provides `task`.
 
     Builds no environment, so a run rejects a misspelt task before it creates
     its run directory or starts environment workers (whose errors would arrive
-    wrapped in theirs). Imports the suite's package; for dm_control call it
-    after `process.keep_gl_out_of_this_process` in a process that uses TensorFlow.
+    wrapped in theirs). Imports the suite's package and `imports` (env.imports);
+    for dm_control call it after `process.keep_gl_out_of_this_process` in a
+    process that uses TensorFlow.
     """
+    import_modules(imports)
     suite, name = split_task(task)
     if suite == 'gym':
         from dreamer_tf.envs.gym import check_id
@@ -65,13 +76,16 @@ def check_task(task):
 
 def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
              obs='proprio', camera=None, mode='train', sticky=True, noops=0,
-             lives='unused', gray=True, actions='all', flatten=False):
+             lives='unused', gray=True, actions='all', flatten=False, imports=(),
+             factory=None):
     """Creates the environment named ``<suite>_<name>``.
 
     Args:
-      task: ``gym_<gymnasium id>``, ``dmc_<domain>_<task>``, ``atari_<game>``,
-        ``minatar_<game>``, ``crafter_reward`` / ``crafter_noreward`` or
-        ``toy_reach`` / ``toy_reach_discrete`` (learning checks in minutes).
+      task: ``gym_<gymnasium id>`` (also ``gym_<module>:<EnvId>`` and
+        ``gym_<module>:<class or function>``, see `envs.gym.resolve`),
+        ``dmc_<domain>_<task>``, ``atari_<game>``, ``minatar_<game>``,
+        ``crafter_reward`` / ``crafter_noreward`` or ``toy_reach`` /
+        ``toy_reach_discrete`` (learning checks in minutes).
       seed: environment seed.
       action_repeat: env steps per agent step; rewards are summed. Atari
         repeats inside the adapter, which max-pools the last two frames.
@@ -88,7 +102,12 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
       gray: Atari: greyscale instead of colour images.
       actions: Atari and MinAtar: ``'all'`` or the game's ``'minimal'`` set.
       flatten: give the ``image`` as a flat float ``vector`` in [0, 1].
+      imports: modules imported first (``env.imports``: they may register envs).
+      factory: a callable returning a gymnasium env, used instead of resolving a
+        ``gym_`` task's name (the Python API's ``env_fn``); called with ``seed``
+        (and ``render_mode``) where it takes them.
     """
+    import_modules(imports)
     if obs not in OBS_MODES:
         raise ValueError(f'obs must be one of {OBS_MODES}, got {obs!r}.')
     if mode not in MODES:
@@ -97,9 +116,14 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
     if camera is not None and suite != 'dmc':
         raise ValueError('camera is only supported for dmc tasks.')
     repeats_inside = suite in ('dmc', 'atari')
+    if factory is not None and suite != 'gym':
+        raise ValueError(f'an env factory makes gymnasium envs; its task must be gym_..., got {task!r}')
     if suite == 'gym':
-        from dreamer_tf.envs.gym import Gym
-        env = Gym(name, seed=seed, size=size, pixels=obs == 'vision')
+        from dreamer_tf.envs.gym import Gym, build
+        pixels = obs == 'vision'
+        if factory is not None:
+            name = build(factory, seed, 'rgb_array' if pixels else None, f'env factory {name}')
+        env = Gym(name, seed=seed, size=size, pixels=pixels)
     elif suite == 'dmc':
         from dreamer_tf.envs.dmc import DMC, parse_task
         env = DMC(*parse_task(name), obs=obs, size=size, camera=camera, seed=seed,

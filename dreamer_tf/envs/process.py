@@ -18,6 +18,8 @@ import os
 import sys
 import traceback
 
+from dreamer_tf.envs.base import TaskError
+
 # The backend workers render with: the user's MUJOCO_GL, else EGL. Read at
 # import, before `keep_gl_out_of_this_process` changes this process's value.
 RENDER_GL = os.environ.get('MUJOCO_GL') or 'egl'
@@ -49,6 +51,9 @@ def _work(pipe, make_args, gl_backend):
     try:
         env = make_env(**make_args)
         pipe.send(('ok', (env.obs_space, env.act_space)))
+    except TaskError as error:  # a bad task or space: its one-line message is the point
+        pipe.send(('task_error', str(error)))
+        return
     except Exception:  # reported to the parent, which raises it
         pipe.send(('error', traceback.format_exc()))
         return
@@ -147,6 +152,8 @@ class ProcessEnv:
             raise WorkerFailure(
                 f'environment worker for {self.task!r} died (exit code {self.process.exitcode})'
             ) from None
+        if status == 'task_error':
+            raise TaskError(payload)
         if status == 'error':
             raise RuntimeError(f'environment worker for {self.task!r} failed:\n{payload}')
         return payload

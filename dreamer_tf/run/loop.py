@@ -8,6 +8,7 @@ checkpoint, and only the unfinished episode is lost.
 """
 
 import contextlib
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,7 @@ def env_args(config, seed, mode='train'):
         gray=env.gray,
         actions=env.actions,
         flatten=env.flatten,
+        imports=tuple(env.imports),
     )
 
 
@@ -98,31 +100,60 @@ def check_process(env):
         raise ConfigError(f'env.nonfinite must be one of {NONFINITE}, got {env.nonfinite!r}')
 
 
-def env_from_config(config, seed, mode='train'):
+def uses_workers(config, count):
+    """Whether `envs_from_config` steps its envs in worker processes."""
+    env = config.env
+    rendered = config.task.startswith('dmc_') and env.obs == 'vision'
+    return env.process == 'on' or (env.process == 'auto' and (rendered or count > 1))
+
+
+def check_factory(factory, workers):
+    """Fails, saying why and what to do, on an env factory that worker processes
+    (started by 'spawn', which pickles it by reference) could not rebuild."""
+    if factory is None or not workers:
+        return
+    fix = ('define it at the top level of a .py module that you import, or train with '
+           'env.envs 1 (or env.process off), which steps it in this process')
+    try:
+        pickle.dumps(factory)
+    except Exception as error:  # pickle raises several types for one cause
+        raise ConfigError(f'env_fn {factory!r} cannot be sent to env worker processes '
+                          f'({error}); {fix}') from None
+    main = sys.modules.get('__main__')
+    if getattr(factory, '__module__', None) == '__main__' and not hasattr(main, '__file__'):
+        raise ConfigError(f'env_fn {factory!r} is defined in a notebook or interactive '
+                          f'session, which env worker processes cannot import; {fix}')
+
+
+def env_from_config(config, seed, mode='train', factory=None):
     env = config.env
     check_process(env)
-    rendered = config.task.startswith('dmc_') and env.obs == 'vision'
-    args = env_args(config, seed, mode)
-    if env.process == 'on' or (env.process == 'auto' and rendered):
+    args = dict(env_args(config, seed, mode), factory=factory)
+    if uses_workers(config, 1):
         return ProcessEnv(env.worker_timeout, **args)
     return make_env(**args)
 
 
-def envs_from_config(config, count, seed, mode='train'):
+def envs_from_config(config, count, seed, mode='train', factory=None):
     """A BatchEnv of `count` envs seeded seed, seed + 1, ...
 
     More than one env runs in worker processes (so they step concurrently)
     unless env.process is 'off'; a single env follows `env_from_config`.
+    `factory`: a callable returning the gymnasium env, instead of the task's name
+    (the Python API's `env_fn`; `config.task` then only records where it came from).
     """
     if count < 1:
         raise ConfigError(f'env.envs must be >= 1, got {count}')
     check_process(config.env)
-    check_task(config.task)  # here, not in the workers, whose errors arrive wrapped
+    check_factory(factory, uses_workers(config, count))
+    if factory is None:
+        # Here, not in the workers, whose errors arrive wrapped.
+        check_task(config.task, config.env.imports)
     nonfinite = config.env.nonfinite
     if count == 1 or config.env.process == 'off':
-        envs = [env_from_config(config, seed + i, mode) for i in range(count)]
+        envs = [env_from_config(config, seed + i, mode, factory) for i in range(count)]
         return BatchEnv(envs, nonfinite=nonfinite, name=config.task)
-    args = env_args(config, seed, mode)
+    args = dict(env_args(config, seed, mode), factory=factory)
     del args['seed']  # process_envs seeds each env
     return process_envs(count, seed, config.env.worker_timeout, nonfinite, **args)
 
@@ -262,19 +293,20 @@ def eval_seed(config, seed=None):
     return config.seed + 20_000 if seed is None else seed
 
 
-def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=()):
+def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=(), env_fn=None):
     """A run's agent restored from its checkpoint, for evaluation.
 
     Reads the run's config (`run_config`), builds `envs` eval envs seeded from
-    `eval_seed` and restores the agent from `checkpoint` or the latest one.
-    Returns (agent, config, BatchEnv, checkpoint path).
+    `eval_seed` (with `env_fn`, as the run was trained, if given) and restores
+    the agent from `checkpoint` or the latest one. Returns (agent, config,
+    BatchEnv, checkpoint path).
     """
     logdir = Path(logdir)
     config = run_config(logdir, overrides)
     directory = logdir / 'checkpoints'
     if not checkpoint and not checkpoints.saved(directory):
         raise FileNotFoundError(f'no checkpoint in {directory}')
-    batch = envs_from_config(config, envs, eval_seed(config, seed), 'eval')
+    batch = envs_from_config(config, envs, eval_seed(config, seed), 'eval', env_fn)
     try:
         agent = Agent(batch.obs_space, batch.act_space, config)
         # Only the agent is restored: the counters in the file are expected leftovers.
@@ -362,26 +394,27 @@ def open_run_dir(logdir, restart=False):
     return lock
 
 
-def train(config: Config, restart=False):
+def train(config: Config, restart=False, env_fn=None):
     """Trains from `config` in `config.logdir`, resuming a run found there.
 
     A bad config or task raises ConfigError or envs.TaskError before anything is
     created on disk; a run directory that another training holds raises
     rundir.RunDirError, and checkpoints of which none restores CheckpointError,
     without changing what the run directory holds. `restart` moves a run found
-    there aside (to `<logdir>.replaced-<time>`) and starts a new one.
+    there aside (to `<logdir>.replaced-<time>`) and starts a new one. `env_fn`
+    builds the gymnasium env instead of `config.task` (see `envs_from_config`).
     """
     keep_gl_out_of_this_process()
     logdir = Path(config.logdir).expanduser()
     check_start(config, logdir)
     tf.random.set_seed(config.seed)
     with contextlib.ExitStack() as stack:
-        envs = envs_from_config(config, config.env.envs, config.seed)
+        envs = envs_from_config(config, config.env.envs, config.seed, factory=env_fn)
         stack.callback(envs.close)
         if config.run.video_every:
             image_key(envs.obs_space)  # fail now, not at the first video, without an image
-        eval_envs = envs_from_config(
-            config, min(config.env.envs, config.run.eval_episodes), config.seed + 10_000, 'eval')
+        count = min(config.env.envs, config.run.eval_episodes)
+        eval_envs = envs_from_config(config, count, config.seed + 10_000, 'eval', env_fn)
         stack.callback(eval_envs.close)
         stack.callback(open_run_dir(logdir, restart).release)
         return _train(config, logdir, envs, eval_envs)
