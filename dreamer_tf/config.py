@@ -21,7 +21,9 @@ from dreamer_tf.fileio import write_atomic
 
 __all__ = ['Config', 'ConfigError', 'load_config', 'parse_args']
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / 'configs.yaml'
+# Package data, so that an installed wheel has its presets; the repository's top-level
+# configs.yaml is a link to it.
+DEFAULT_PATH = Path(__file__).resolve().parent / 'configs.yaml'
 # run.eval_policy: `mode` acts on the posterior's and the actor's modes (a
 # deterministic evaluation); `sample` draws both without exploration noise, as
 # DreamerV3's code does (agent.py, policy(mode='eval')). The V1/V2 code samples
@@ -163,7 +165,7 @@ def load_config(names, overrides=(), path=None):
     """Compose `defaults`, then the blocks `names` in order, then `overrides`.
 
     `overrides` is a mapping (or pairs) of nested or dotted keys to typed
-    values. `path` defaults to `configs.yaml` at the repository root.
+    values. `path` defaults to the package's `configs.yaml` (the repository's).
     """
     if isinstance(names, str):
         names = [names]

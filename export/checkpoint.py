@@ -59,12 +59,13 @@ def load_run(logdir, checkpoint=None):
     try:
         # Export computes in float32 without XLA whatever the run trained with: the
         # weights are float32 variables in every precision, and XLA does not convert.
-        agent, config, envs, path = loop.load_run(
+        # No env is stepped: a rendering env worker could not start from a process
+        # whose main module imports TensorFlow (scripts/export.py).
+        agent, config, path = loop.load_agent(
             logdir, checkpoint=checkpoint, overrides={'precision': '32', 'jit': 'off'}
         )
     except (FileNotFoundError, RuntimeError, TaskError) as error:
         raise ExportError(str(error)) from None
-    envs.close()
     counters = {
         key: int(tf.train.load_variable(path, f'counters/{key}/.ATTRIBUTES/VARIABLE_VALUE'))
         for key in ('env_steps', 'updates')

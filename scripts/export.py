@@ -18,11 +18,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != HERE]
 
-from export.policy import ExportError
-from export.writers import ALL, DEFAULT_OPSET
-
 
 def parse(argv):
+    # TensorFlow is imported inside functions only: env worker processes (a rendered
+    # dm_control env for --episodes) re-import this module and must not load it.
+    from export.writers import ALL, DEFAULT_OPSET
+
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--logdir', required=True, help='training run (config.yaml, checkpoints/)')
     parser.add_argument('--out', required=True, help='folder to write the models into')
@@ -46,7 +47,7 @@ def main(argv=None):
         sys.exit('--episodes needs a deterministic ONNX export (--formats ... onnx)')
     from export import metadata, parity, writers
     from export.checkpoint import load_run
-    from export.policy import ExportPolicy
+    from export.policy import ExportError, ExportPolicy
 
     try:
         run = load_run(args.logdir, args.checkpoint)

@@ -96,9 +96,10 @@ def test_overrides_as_pairs(path):
     assert load_config([], [('seed', 3)], path=path).seed == 3
 
 
-def test_default_path_is_repository_configs_yaml():
+def test_default_path_is_package_data_and_the_repository_configs_yaml():
     repository = Path(__file__).resolve().parent.parent
-    assert DEFAULT_PATH == repository / 'configs.yaml'
+    assert DEFAULT_PATH == repository / 'dreamer_tf' / 'configs.yaml'
+    assert (repository / 'configs.yaml').resolve() == DEFAULT_PATH
 
 
 @pytest.mark.parametrize('algo', ['planet', 'dreamerv1', 'dreamerv2', 'dreamingv1', 'dreamingv2'])

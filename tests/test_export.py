@@ -1,6 +1,7 @@
 """Export: parity of every format with the TF policy, the TF-free runtime, metadata, scripts."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from script_module import load_script
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import DEFAULT_PATH, load_config
 from dreamer_tf.envs.base import ActSpace, Space
+from dreamer_tf.envs.process import RENDER_GL
 from dreamer_tf.run.loop import Counters
 from export import metadata, parity, writers
 from export.checkpoint import load_run, run_config
@@ -383,6 +385,35 @@ def _write_run(logdir, task, act_space, obs_space, **overrides):
     tf.train.Checkpoint(agent=agent, counters=counters).save(str(logdir / 'checkpoints' / 'ckpt'))
     config.save(logdir / 'config.yaml')
     return agent
+
+
+def test_a_dm_control_pixel_run_trains_exports_and_serves(tmp_path):
+    """A rendered env cannot run in a process with TensorFlow: export must build none,
+    and --episodes must start its rendering worker from a script that imports none."""
+    run, out = tmp_path / 'run', tmp_path / 'out'
+
+    # This process turned rendering off (conftest.py); the scripts render as a user's would.
+    env = {**os.environ, 'MUJOCO_GL': RENDER_GL}
+
+    def script(name, *args):
+        result = subprocess.run([sys.executable, str(ROOT / 'scripts' / f'{name}.py'), *args],
+                                cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                check=False, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    script('train', '--configs', 'dreamerv3', 'dmc_vision', 'debug', '--task',
+           'dmc_cartpole_balance', '--logdir', str(run), '--env.time_limit', '40',
+           '--run.steps', '100', '--run.prefill', '40', '--run.train_ratio', '8',
+           '--run.eval_every', '0')
+    printed = script('export', '--logdir', str(run), '--out', str(out), '--check',
+                     '--episodes', '1')
+    result = json.loads(printed[printed.index('{'):])
+    assert result['steps'] == 20 and result['max_action_diff'] < 1e-4
+    assert sorted(p.name for p in out.glob('*.json')) == sorted(
+        f'{name}.json' for name in writers.FILE_NAMES.values())
+    served = json.loads(script('serve', str(out / 'policy.onnx'), '--episodes', '2'))
+    assert len(served['returns']) == 2 and served['task'] == 'dmc_cartpole_balance'
 
 
 def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):

@@ -303,26 +303,50 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=(), env_fn=No
     """
     logdir = Path(logdir)
     config = run_config(logdir, overrides)
-    directory = logdir / 'checkpoints'
-    if not checkpoint and not checkpoints.saved(directory):
-        raise FileNotFoundError(f'no checkpoint in {directory}')
+    check_checkpoints(logdir, checkpoint)
     batch = envs_from_config(config, envs, eval_seed(config, seed), 'eval', env_fn)
     try:
         agent = Agent(batch.obs_space, batch.act_space, config)
-        # Only the agent is restored: the counters in the file are expected leftovers.
-        restorable = tf.train.Checkpoint(agent=agent)
-        if checkpoint:
-            path = checkpoint
-            try:
-                restorable.restore(path).assert_existing_objects_matched().expect_partial()
-            except Exception as error:  # any reader failure means an unusable checkpoint
-                raise CheckpointError(f'cannot restore the agent from {path}: {error}') from None
-        else:
-            path = checkpoints.restore(restorable, directory, partial=True, hint='')
+        path = restore_agent(agent, logdir, checkpoint)
     except BaseException:
         batch.close()
         raise
     return agent, config, batch, path
+
+
+def load_agent(logdir, checkpoint=None, overrides=(), env_fn=None):
+    """A run's agent restored from its checkpoint, without stepping an environment:
+    the spaces come from one built in this process and never reset, so nothing
+    renders and no worker process starts (export). Returns (agent, config, path)."""
+    logdir = Path(logdir)
+    config = run_config(logdir, overrides)
+    check_checkpoints(logdir, checkpoint)
+    if env_fn is None:
+        check_task(config.task, config.env.imports)
+    env = make_env(**env_args(config, eval_seed(config), 'eval'), factory=env_fn)
+    obs_space, act_space = env.obs_space, env.act_space
+    env.close()
+    agent = Agent(obs_space, act_space, config)
+    return agent, config, restore_agent(agent, logdir, checkpoint)
+
+
+def check_checkpoints(logdir, checkpoint=None):
+    directory = Path(logdir) / 'checkpoints'
+    if not checkpoint and not checkpoints.saved(directory):
+        raise FileNotFoundError(f'no checkpoint in {directory}')
+
+
+def restore_agent(agent, logdir, checkpoint=None):
+    """Restores `agent` from `checkpoint` or the run's newest one that restores; its path."""
+    # Only the agent is restored: the counters in the file are expected leftovers.
+    restorable = tf.train.Checkpoint(agent=agent)
+    if not checkpoint:
+        return checkpoints.restore(restorable, Path(logdir) / 'checkpoints', partial=True, hint='')
+    try:
+        restorable.restore(checkpoint).assert_existing_objects_matched().expect_partial()
+    except Exception as error:  # any reader failure means an unusable checkpoint
+        raise CheckpointError(f'cannot restore the agent from {checkpoint}: {error}') from None
+    return checkpoint
 
 
 def check_schedule(run):
