@@ -1,61 +1,15 @@
-"""Run an exported policy in its env with the runtime only (numpy + onnxruntime, no TensorFlow).
+"""Run an exported ONNX policy in its env without TensorFlow: `python scripts/serve.py --help`, the same as `dreamer-tf serve`
+(dreamer_tf/cli/serve.py)."""
 
-    python scripts/serve.py export/policy.onnx --episodes 5
-
-The env is rebuilt from the metadata beside the model (the task and env
-settings it was trained with); the default seed is the run's evaluation seed.
-"""
-
-import argparse
-import json
 import os
 import sys
 
-# This folder also holds export.py, named like the `export` package: take it off
-# the import path so that `import export` finds the package rather than that script.
+# This folder holds export.py, named like the `export` package: take it off the import
+# path so that `import export` finds the package rather than that script.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != HERE]
 
-from dreamer_tf.envs import make_env
-from export.metadata import MetadataError
-from export.runtime import Policy, run_episodes
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('model', help='the exported .onnx file (its .json beside it)')
-    parser.add_argument('--episodes', type=int, default=1)
-    parser.add_argument('--seed', type=int, help="env seed (default: the run's eval seed)")
-    parser.add_argument('--policy-seed', type=int, default=0, help='noise of a stochastic export')
-    parser.add_argument('--threads', type=int, help='ONNX Runtime intra-op threads')
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error('--episodes must be at least 1')
-    try:
-        policy = Policy(args.model, seed=args.policy_seed, threads=args.threads)
-    except (MetadataError, FileNotFoundError) as error:
-        sys.exit(f'cannot load {args.model}: {error}')
-    meta = policy.meta
-    seed = meta['eval_seed'] if args.seed is None else args.seed
-    env = make_env(**{**meta['env'], 'size': tuple(meta['env']['size'])}, seed=seed)
-    try:
-        returns = run_episodes(policy, env, args.episodes)
-    finally:
-        env.close()
-    print(
-        json.dumps(
-            {
-                'model': args.model,
-                'task': meta['task'],
-                'mode': meta['mode'],
-                'seed': seed,
-                'returns': returns,
-                'mean_return': sum(returns) / len(returns),
-            }
-        )
-    )
-    return returns
-
+from dreamer_tf.cli.serve import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

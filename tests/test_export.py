@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from script_module import load_script
 
 from dreamer_tf.agent import Agent
+from dreamer_tf.cli import export as export_cli
 from dreamer_tf.config import DEFAULT_PATH, load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.envs.process import RENDER_GL
@@ -437,7 +437,7 @@ def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
         'dtype': 'float32',
     }
     capsys.readouterr()
-    load_script('export').main(
+    export_cli.main(
         [
             '--logdir',
             str(logdir),

@@ -1,6 +1,5 @@
 """The training loop end to end on a tiny config: metrics, checkpoints, resume."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
+from dreamer_tf.cli import eval as eval_cli
 from dreamer_tf.config import ConfigError, load_config
 from dreamer_tf.envs import TaskError
 from dreamer_tf.envs.crafter import achievements as crafter_achievements
@@ -37,11 +37,7 @@ from dreamer_tf.run.value_trace import return_to_go
 from dreamer_tf.run.video import to_rgb, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
-# Loaded by path: scripts/ on sys.path would shadow the `export` package with scripts/export.py.
-_spec = importlib.util.spec_from_file_location('eval_script', ROOT / 'scripts' / 'eval.py')
-_eval_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_eval_script)
-eval_main = _eval_script.main
+eval_main = eval_cli.main
 TINY = {
     'run.steps': 160,
     'run.prefill': 64,
@@ -380,7 +376,7 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
 ])
 def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit):
-        _eval_script.parse(['--logdir', str(tmp_path), *flags])
+        eval_cli.parse(['--logdir', str(tmp_path), *flags])
     assert message in capsys.readouterr().err
 
 
@@ -466,7 +462,7 @@ def test_eval_script_probes_constant_actions_in_model_and_simulator(
 
 def test_eval_script_probe_rejects_bad_steps_and_non_dmc_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        _eval_script.parse(['--logdir', str(tmp_path), '--probe_actions', 'a,b'])
+        eval_cli.parse(['--logdir', str(tmp_path), '--probe_actions', 'a,b'])
     assert '--probe_actions takes policy steps' in capsys.readouterr().err
     config = load_config(['dreamerv2', 'toy', 'debug'], {
         'logdir': str(tmp_path), 'run.steps': 60, 'run.prefill': 40, 'run.eval_every': 1000,

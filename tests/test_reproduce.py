@@ -358,8 +358,8 @@ def test_train_commands_follow_the_protocol_and_resume(tmp_path):
         ('reacher_easy', 100000), ('cartpole_swingup', 100000),
         ('reacher_easy', 500000), ('cartpole_swingup', 500000)]
     command = stages[0].train
-    assert command[1].endswith('scripts/train.py')
-    assert command[2:6] == ('--configs', 'dreamerv3', 'dmc_proprio', '--task')
+    assert command[1:4] == ('-m', 'dreamer_tf', 'train')
+    assert command[4:8] == ('--configs', 'dreamerv3', 'dmc_proprio', '--task')
     assert command[-4:] == ('--run.train_ratio', '512.0', '--run.eval_policy', 'sample')
     assert stages[0].logdir == tmp_path / 'dreamerv3_reacher_easy_s0'
     assert stages[0].evaluate[-3:] == (str(stages[0].logdir), '--checkpoint', '100000')
@@ -368,7 +368,7 @@ def test_train_commands_follow_the_protocol_and_resume(tmp_path):
                                ['cpu'], ['--run.eval_every', '10000'])
     assert '--run.train_ratio' not in cpu and cpu[-2:] == ('--run.eval_every', '10000')
     assert cpu[-4:-2] == ('--run.eval_policy', 'sample')
-    assert cpu[2:6] == ('--configs', 'dreamerv3', 'dmc_proprio', 'cpu')
+    assert cpu[4:8] == ('--configs', 'dreamerv3', 'dmc_proprio', 'cpu')
     # A stage whose checkpoint evaluation exists is done; calling again resumes after it.
     make_run(stages[0].logdir, ['dreamerv3', 'dmc_proprio'], 'dmc_reacher_easy',
              last_step=100000, exact=[(100000, [1.0])])

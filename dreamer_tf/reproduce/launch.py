@@ -1,4 +1,4 @@
-"""Training and evaluation commands for a benchmark's protocol (run by scripts/reproduce.py).
+"""Training and evaluation commands for a benchmark's protocol (run by `dreamer-tf reproduce`).
 
 Each run lives in `<outdir>/<algo>_<task>_s<seed>`. It is trained in stages, one
 per checkpoint (`--run.steps <checkpoint>`; the training loop resumes from the run
@@ -14,8 +14,8 @@ from dreamer_tf.reference import FINAL, unknown_name
 from dreamer_tf.reproduce import protocol
 from dreamer_tf.reproduce.runs import read_run
 
-REPO = Path(__file__).resolve().parents[2]
-TRAIN = REPO / 'scripts' / 'train.py'
+# The installed command, so that a wheel install (which has no scripts/) reproduces too.
+TRAIN = ('-m', 'dreamer_tf', 'train')
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def train_command(benchmark, algo, task, seed, logdir, steps, configs=(), overri
     user_keys = protocol.block_keys(configs, config_path)
     user_keys.update(arg[2:].split('=')[0] for arg in overrides if arg.startswith('--'))
     stated = protocol.protocol_overrides(benchmark, algo, task, config_path)
-    command = [sys.executable, str(TRAIN), '--configs',
+    command = [sys.executable, *TRAIN, '--configs',
                *protocol.paper_presets(benchmark, algo), *configs,
                '--task', benchmark.task_name(task), '--seed', str(seed),
                '--logdir', str(logdir), '--run.steps', str(steps)]

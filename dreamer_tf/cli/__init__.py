@@ -1,0 +1,41 @@
+"""The `dreamer-tf` command: `dreamer-tf <command> [args]` (also `python -m dreamer_tf`).
+
+Each command is a module of this package with a `main(argv)`; `scripts/<command>.py`
+runs the same function. A command module imports TensorFlow only inside functions:
+environment worker processes re-import the main module, and a rendering one must not
+load TensorFlow.
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    'train': 'train an agent from named presets, or resume a run',
+    'eval': "evaluate a run's policy (returns, videos, traces)",
+    'export': "export a run's policy to SavedModel, ONNX and TFLite",
+    'serve': 'run an exported ONNX policy in its env without TensorFlow',
+    'reproduce': "train and evaluate under a paper's protocol; report against its table",
+    'plot': 'learning curves of runs',
+    'benchmark': 'update time, FLOPs, memory and policy latency on synthetic batches',
+}
+
+
+def usage():
+    width = max(map(len, COMMANDS))
+    lines = ['usage: dreamer-tf <command> [args]   (dreamer-tf <command> --help)', '',
+             'commands:']
+    lines += [f'  {name:<{width}}  {text}' for name, text in COMMANDS.items()]
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(usage())
+        return 0
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        sys.exit(f'unknown command {command!r}\n{usage()}')
+    # The command's own name in its usage lines: `dreamer-tf train`, not `dreamer-tf`.
+    sys.argv = [f'dreamer-tf {command}', *args]
+    return importlib.import_module(f'dreamer_tf.cli.{command}').main(args)
