@@ -2,7 +2,7 @@
 
 A ball falls down a 5-column, 6-row grid from a random column, one row per step; the
 paddle on the bottom row moves left, stays or moves right. Catching the ball earns +1,
-missing it -1, and a new ball falls. An episode is 10 balls (50 steps), so returns lie
+missing it -1, and a new ball falls. An episode is 10 balls (59 steps), so returns lie
 in [-10, 10]; a uniform-random policy scores about -6.
 
 The observation is a Dict of a Box (the ball's column and row, scaled to [0, 1]) and a
@@ -39,12 +39,14 @@ class Catch(gymnasium.Env):
 
     def step(self, action):
         self.paddle = int(np.clip(self.paddle + int(action) - 1, 0, COLUMNS - 1))
-        self.row += 1
+        if self.row == ROWS - 1:  # the ball was shown on the paddle's row: a new one falls
+            self._drop()
+        else:
+            self.row += 1
         reward = 0.0
-        if self.row == ROWS - 1:
+        if self.row == ROWS - 1:  # scored in the step that shows the ball on the bottom row
             reward = 1.0 if self.ball == self.paddle else -1.0
             self.dropped += 1
-            self._drop()
         return self._obs(), reward, False, self.dropped >= self.balls, {}
 
     def _drop(self):
