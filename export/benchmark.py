@@ -5,6 +5,7 @@ outputs, on random observations, after a warm-up; the median and 99th
 percentile of the wall-clock time per call are reported in milliseconds.
 """
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from export import metadata, parity
-from export.runtime import Policy
+from dreamer_tf_runtime import Policy
 
 
 def size_on_disk(path):
@@ -37,31 +38,27 @@ def engines(path, threads):
             ('tf_savedmodel', lambda inputs: {k: v.numpy() for k, v in signature(**inputs).items()})
         ]
     if meta['format'] == 'onnx':
-        policy = Policy(path, threads=threads)
-        session = policy.session
-
-        def runtime_step(inputs):
-            # The runtime's own Policy.step: validation, state and noise handling included.
-            obs = {k: inputs[k][0] for k in meta['observations']}
-            action = policy.step(obs)
-            return {
-                'action': action[None],
-                'next_deter': policy.state['deter'],
-                'next_stoch': policy.state['stoch'],
-            }
-
-        return [
-            (
-                'onnxruntime',
-                lambda inputs: dict(
-                    zip(metadata.STEP_OUTPUTS, session.run(list(metadata.STEP_OUTPUTS), inputs))
-                ),
-            ),
-            ('runtime Policy.step', runtime_step),
-        ]
+        policy = Policy(path, threads=threads, observations='model')
+        return [('onnxruntime', policy.engine), ('runtime Policy.step', _runtime_step(policy))]
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     signature = interpreter.get_signature_runner('step')
-    return [(f'tflite_{meta["variant"]}', lambda inputs: signature(**inputs))]
+    rows = [(f'tflite_{meta["variant"]}', lambda inputs: signature(**inputs))]
+    if importlib.util.find_spec('ai_edge_litert'):
+        policy = Policy(path, threads=threads, observations='model')
+        rows.append((f'runtime Policy.step (LiteRT {meta["variant"]})', _runtime_step(policy)))
+    return rows
+
+
+def _runtime_step(policy):
+    """The runtime's own Policy.step: validation, state and noise handling included."""
+
+    def step(inputs):
+        obs = {k: inputs[k][0] for k in policy.meta['observations']}
+        action = policy.step(obs)
+        return {'action': action[None], 'next_deter': policy.state['deter'],
+                'next_stoch': policy.state['stoch']}
+
+    return step
 
 
 def benchmark(paths, steps=1000, warmup=50, threads=1, block=50):

@@ -21,10 +21,13 @@ class Run:
     checkpoint: str
     counters: dict
     action_space: dict
+    preprocess: dict = None  # the env's observation spec (dreamer_tf_runtime.observations)
 
     def describe(self):
         """The run-dependent part of the metadata."""
+        extra = {} if self.preprocess is None else {'preprocess': self.preprocess}
         return {
+            **extra,
             'preset': self.config.algo,
             'task': self.config.task,
             'train_step': self.counters['env_steps'],
@@ -71,7 +74,8 @@ def load_run(logdir, checkpoint=None):
         for key in ('env_steps', 'updates')
     }
     space = env_action_space(config.task, agent.act_space, config.env.imports)
-    return Run(agent, config, str(Path(path).resolve()), counters, space)
+    preprocess = loop.env_spec(config)['observation_spec']
+    return Run(agent, config, str(Path(path).resolve()), counters, space, preprocess)
 
 
 def env_action_space(task, act_space, imports=()):

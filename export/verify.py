@@ -3,7 +3,7 @@
 import numpy as np
 
 from dreamer_tf.run.loop import env_from_config
-from export.runtime import Policy, run_episodes
+from dreamer_tf_runtime import Policy, run_episodes
 
 
 def compare_returns(run, onnx_path, episodes, seed=None):
@@ -15,7 +15,7 @@ def compare_returns(run, onnx_path, episodes, seed=None):
     """
     seed = run.config.seed + 10_000 if seed is None else seed
     agent, discrete = run.agent, run.agent.act_space.discrete
-    shadow = Policy(onnx_path)
+    shadow = Policy(onnx_path, observations='model')
     if shadow.meta['mode'] != 'deterministic':
         raise ValueError(
             f'{onnx_path} is a stochastic export; returns are compared deterministically'
@@ -40,7 +40,7 @@ def compare_returns(run, onnx_path, episodes, seed=None):
         env.close()
     env = env_from_config(run.config, seed, mode='eval')
     try:
-        runtime_returns = run_episodes(Policy(onnx_path), env, episodes)
+        runtime_returns = run_episodes(Policy(onnx_path, observations='model'), env, episodes)
     finally:
         env.close()
     return {

@@ -13,13 +13,15 @@ import tensorflow as tf
 from dreamer_tf.agent import Agent
 from dreamer_tf.cli import export as export_cli
 from dreamer_tf.config import DEFAULT_PATH, load_config
+from dreamer_tf.envs import make_env
 from dreamer_tf.envs.base import ActSpace, Space
+from dreamer_tf.envs.image import resize
 from dreamer_tf.envs.process import RENDER_GL
 from dreamer_tf.run.loop import Counters
 from export import metadata, parity, writers
 from export.checkpoint import load_run, run_config
 from export.policy import ExportError, ExportPolicy, _first_inside
-from export.runtime import NonFiniteActionError, ObservationError, Policy, env_action
+from dreamer_tf_runtime import NonFiniteActionError, ObservationError, Policy, env_action
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR = {'vector': Space((5,), np.float32)}
@@ -242,7 +244,7 @@ def test_stochastic_export_converts_and_runtime_reproduces_noise(tmp_path):
     errors = parity.check(path, meta, policy=policy)
     assert parity.violations(errors, 'float32') == {}, errors
     obs = {'vector': np.ones(5, np.float32)}
-    runs = [Policy(path, seed=s) for s in (1, 1, 2)]
+    runs = [Policy(path, seed=s, observations='model') for s in (1, 1, 2)]
     for _ in range(10):
         for runtime in runs:
             runtime.step(obs)
@@ -265,7 +267,7 @@ def test_truncated_normal_sampler_matches_tfp():
 
 
 def test_runtime_imports_without_tensorflow():
-    code = "import sys, export.runtime; assert 'tensorflow' not in sys.modules"
+    code = "import sys, dreamer_tf_runtime; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
 
 
@@ -274,7 +276,7 @@ def test_runtime_keeps_state_and_handles_episode_starts(v3):
     path, meta = models['onnx']
     sequence = parity.random_inputs(meta, 20, 2, seed=3)
     expected = parity.rollout(parity.runner(path, meta), meta, sequence)
-    runtime = Policy(path)
+    runtime = Policy(path, observations='model')
     runtime.reset(batch_size=2)
     for inputs, out in zip(sequence, expected):
         np.testing.assert_array_equal(runtime.step(inputs), out['action'])
@@ -291,7 +293,7 @@ def test_runtime_keeps_state_and_handles_episode_starts(v3):
 
 
 def test_runtime_rejects_bad_observations_with_clear_errors(v3):
-    runtime = Policy(v3[2]['onnx'][0])
+    runtime = Policy(v3[2]['onnx'][0], observations='model')
     good = {'image': np.zeros((16, 16, 3), np.uint8), 'vector': np.zeros(5, np.float32)}
     runtime.step(good)
     cases = {
@@ -324,17 +326,53 @@ def test_runtime_refuses_non_finite_input_and_restarts_exactly(v3):
     good = {'image': np.zeros((16, 16, 3), np.uint8), 'vector': np.ones(5, np.float32)}
     bad = {**good, 'vector': np.array([0, np.nan, 0, 0, 0], np.float32)}
     with pytest.raises(ObservationError, match="'vector' holds NaN or infinite values"):
-        Policy(path).step(bad)
+        Policy(path, observations='model').step(bad)
     with pytest.raises(ObservationError, match='NaN or infinite'):
-        Policy(path).step({**good, 'vector': np.full(5, np.inf, np.float32)})
-    fresh = Policy(path).step({**good, 'is_first': np.array(True)})
-    allowed = Policy(path, nonfinite='allow')
+        Policy(path, observations='model').step({**good, 'vector': np.full(5, np.inf, np.float32)})
+    fresh = Policy(path, observations='model').step({**good, 'is_first': np.array(True)})
+    allowed = Policy(path, nonfinite='allow', observations='model')
     allowed.step(good)
     # The model turns NaN into NaN actions: refused, never passed to an env as action 0.
     with pytest.raises(NonFiniteActionError):
         allowed.step({**bad, 'is_first': np.array(False)})
     # A restart is exact: the poisoned state is replaced, not blended with the initial one.
     np.testing.assert_array_equal(allowed.step({**good, 'is_first': np.array(True)}), fresh)
+
+
+@pytest.mark.parametrize('model', ['policy.onnx', 'policy.tflite'])
+def test_runtime_acts_on_the_envs_own_observations_as_the_agent(tmp_path, model):
+    """From raw nested Dict observations (images, Box, Discrete, MultiBinary and
+    MultiDiscrete leaves) the runtime, ONNX or LiteRT, takes the TF policy's actions and
+    states over a 50-step rollout with carried state across episodes."""
+    import gymnasium
+    import dict_env  # noqa: F401 - registers DreamerTfTest/Dict-v0
+
+    task, logdir, out = 'gym_DreamerTfTest/Dict-v0', tmp_path / 'run', tmp_path / 'out'
+    obs_space = {'cam': Space((16, 16, 3), np.uint8), 'vector': Space((13,), np.float32)}
+    _write_run(logdir, task, ActSpace(True, 3), obs_space, **{'env.size': [16, 16]})
+    export_cli.main(['--logdir', str(logdir), '--out', str(out), '--formats', 'onnx', 'tflite'])
+    agent = load_run(logdir).agent
+    runtime = Policy(out / model)  # observations='env': the env's own
+    assert runtime.meta['preprocess']['images'] == [{'key': 'cam', 'path': ['cam'],
+                                                     'size': [16, 16]}]
+    adapter = make_env(task, seed=3, size=(16, 16))
+    raw = gymnasium.make('DreamerTfTest/Dict-v0')
+    # Both seeded alike: the adapter seeds its first reset, later ones continue the RNG.
+    obs, state = adapter.reset(), agent.initial_state(1)
+    raw_obs, _ = raw.reset(seed=3)
+    runtime.reset()
+    for _ in range(50):
+        batch = {k: np.asarray(v)[None] for k, v in obs.items() if k in (*obs_space, 'is_first')}
+        action, state = agent.policy(batch, state, explore=False)
+        assert runtime.act(raw_obs) == int(np.argmax(action.numpy()[0]))
+        np.testing.assert_allclose(runtime.state['deter'], state[0]['deter'].numpy(), atol=1e-4)
+        obs = adapter.step(action.numpy()[0])
+        raw_obs, _, terminated, truncated, _ = raw.step(int(np.argmax(action.numpy()[0])))
+        np.testing.assert_array_equal(obs['cam'], resize(raw_obs['cam'], (16, 16)))
+        assert obs['is_last'] == (terminated or truncated)
+        if obs['is_last']:
+            obs, (raw_obs, _) = adapter.reset(), raw.reset()
+            runtime.reset()
 
 
 def test_env_actions_match_the_env_adapters():
@@ -529,8 +567,11 @@ def test_benchmark_times_every_engine(v3):
         'onnxruntime',
         'runtime Policy.step',
         'tflite_float32',
+        'runtime Policy.step (LiteRT float32)',
         'tflite_float16',
+        'runtime Policy.step (LiteRT float16)',
         'tflite_int8',
+        'runtime Policy.step (LiteRT int8)',
     ]
     for row in rows:
         assert row['size_bytes'] > 0 and 0 < row['median_ms'] <= row['p99_ms']

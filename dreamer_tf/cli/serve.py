@@ -11,8 +11,7 @@ import json
 import sys
 
 from dreamer_tf.envs import make_env
-from export.metadata import MetadataError
-from export.runtime import Policy, run_episodes
+from dreamer_tf_runtime import MetadataError, Policy, run_episodes
 
 
 def main(argv=None):
@@ -26,7 +25,8 @@ def main(argv=None):
     if args.episodes < 1:
         parser.error('--episodes must be at least 1')
     try:
-        policy = Policy(args.model, seed=args.policy_seed, threads=args.threads)
+        policy = Policy(args.model, seed=args.policy_seed, threads=args.threads,
+                        observations='model')
     except (MetadataError, FileNotFoundError) as error:
         sys.exit(f'cannot load {args.model}: {error}')
     meta = policy.meta

@@ -106,6 +106,12 @@ class Wrapper:
     def act_space(self):
         return self.env.act_space
 
+    @property
+    def observation_spec(self):
+        """How the env's own observations become the policy's inputs
+        (dreamer_tf_runtime.observations), or None where that is not recorded."""
+        return getattr(self.env, 'observation_spec', None)
+
     def reset(self):
         return self.env.reset()
 
@@ -190,6 +196,10 @@ class FlattenImage(Wrapper):
     @property
     def obs_space(self):
         return self._spaces
+
+    @property
+    def observation_spec(self):
+        return None  # flattening is not a step of the runtime's preprocessing
 
     def reset(self):
         return self._flatten(self.env.reset())

@@ -8,6 +8,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 
 import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
+from dreamer_tf_runtime import observations  # noqa: E402
 
 from dreamer_tf.envs.base import (  # noqa: E402
     ActSpace, Space, TaskError, check_bounds, ensure_running, scale_action, transition)
@@ -67,10 +68,17 @@ class DMC:
         self.act_space = ActSpace(False, int(np.prod(spec.shape)))
         if self._vision:
             self.obs_space = {'image': Space((*self._size, 3), np.uint8)}
+            # The env's observation is then the camera frame (physics.render).
+            self.observation_spec = {
+                'images': [{'key': 'image', 'path': [], 'size': list(self._size)}]}
         else:
-            length = sum(
-                int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+            spec = self._env.observation_spec()
+            length = sum(int(np.prod(s.shape)) for s in spec.values())
             self.obs_space = {'vector': Space((length,), np.float32)}
+            # dm_env's observation dict, its entries flattened in key order (as _observe).
+            self.observation_spec = {'vector': [
+                {'path': [key], 'kind': 'box', 'shape': [int(d) for d in spec[key].shape]}
+                for key in sorted(spec)]}
 
     def reset(self):
         timestep = self._env.reset()
@@ -108,9 +116,8 @@ class DMC:
         self._env.close()
 
     def _observe(self, observation):
+        # The runtime's own preprocessing, which an exported policy applies to the same
+        # observations (observation_spec is in its metadata).
         if self._vision:
-            return {'image': self._env.physics.render(
-                *self._size, camera_id=self._camera)}
-        return {'vector': np.concatenate([
-            np.asarray(observation[key], np.float32).reshape(-1)
-            for key in sorted(observation)])}
+            observation = self._env.physics.render(*self._size, camera_id=self._camera)
+        return observations.preprocess(self.observation_spec, observation)

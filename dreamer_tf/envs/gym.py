@@ -12,7 +12,7 @@ from gymnasium import spaces
 from dreamer_tf.envs.base import (
     ActSpace, Space, TaskError, check_bounds, discrete_index, ensure_running,
     scale_action, transition)
-from dreamer_tf.envs.image import resize
+from dreamer_tf_runtime import observations
 
 RESERVED_KEYS = ('vector', 'reward', 'is_first', 'is_last', 'is_terminal')
 LEAVES = (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)
@@ -146,29 +146,24 @@ def observation_parts(space, path=()):
     return parts
 
 
-def leaf_vector(space, value):
-    """A leaf observation as float32 numbers: Discrete and MultiDiscrete one-hot."""
+def leaf_spec(path, space):
+    """A vector leaf as dreamer_tf_runtime.observations describes it (JSON data)."""
+    spec = {'path': list(path)}
     if isinstance(space, spaces.Discrete):
-        return np.eye(space.n, dtype=np.float32)[int(value) - int(space.start)]
+        return {**spec, 'kind': 'discrete', 'n': int(space.n), 'start': int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
-        index = (np.asarray(value) - space.start).reshape(-1)
-        return np.concatenate([np.eye(n, dtype=np.float32)[i]
-                               for n, i in zip(space.nvec.reshape(-1), index)])
-    return np.asarray(value, np.float32).reshape(-1)
+        return {**spec, 'kind': 'multi_discrete', 'nvec': space.nvec.tolist(),
+                'start': np.asarray(space.start).tolist()}
+    kind = 'multi_binary' if isinstance(space, spaces.MultiBinary) else 'box'
+    return {**spec, 'kind': kind, 'shape': [int(d) for d in space.shape]}
 
 
-def leaf_size(space):
-    if isinstance(space, spaces.Discrete):
-        return int(space.n)
-    if isinstance(space, spaces.MultiDiscrete):
-        return int(space.nvec.sum())
-    return int(np.prod(space.shape))
-
-
-def leaf_value(obs, path):
-    for key in path:
-        obs = obs[key]
-    return obs
+def leaf_size(spec):
+    if spec['kind'] == 'discrete':
+        return spec['n']
+    if spec['kind'] == 'multi_discrete':
+        return int(np.sum(spec['nvec']))
+    return int(np.prod(spec['shape']))
 
 
 def action_converter(space):
@@ -220,19 +215,27 @@ class Gym:
                     f"pixels=True needs render_mode='rgb_array', got "
                     f'{env.render_mode!r}.')
             self.obs_space = {'image': Space((*self._size, 3), np.uint8)}
+            # The env's observation is then its rendered frame.
+            self.observation_spec = {
+                'images': [{'key': 'image', 'path': [], 'size': list(self._size)}]}
             return
         parts = observation_parts(env.observation_space)
-        self._images = {
-            name or 'image': (path, leaf) for name, (path, leaf) in parts.items() if is_image(leaf)}
-        self._vectors = [parts[name] for name in sorted(parts) if not is_image(parts[name][1])]
+        images = {name or 'image': (path, leaf)
+                  for name, (path, leaf) in parts.items() if is_image(leaf)}
+        size = list(self._size) if self._size else None
+        vector = [leaf_spec(*parts[name]) for name in sorted(parts)
+                  if not is_image(parts[name][1])]
+        self.observation_spec = {
+            'images': [{'key': key, 'path': list(path), 'size': size}
+                       for key, (path, _) in images.items()],
+            'vector': vector}
         self.obs_space = {}
-        for name, (_, leaf) in self._images.items():
-            if name in RESERVED_KEYS:
-                raise TaskError(f'Image observation key {name!r} is reserved; rename it.')
-            self.obs_space[name] = Space((*(self._size or leaf.shape[:2]), leaf.shape[2]), np.uint8)
-        if self._vectors:
-            length = sum(leaf_size(leaf) for _, leaf in self._vectors)
-            self.obs_space['vector'] = Space((length,), np.float32)
+        for key, (_, leaf) in images.items():
+            if key in RESERVED_KEYS:
+                raise TaskError(f'Image observation key {key!r} is reserved; rename it.')
+            self.obs_space[key] = Space((*(self._size or leaf.shape[:2]), leaf.shape[2]), np.uint8)
+        if vector:
+            self.obs_space['vector'] = Space((sum(leaf_size(v) for v in vector),), np.float32)
 
     def reset(self):
         obs, _ = self._env.reset(seed=self._seed)
@@ -253,15 +256,7 @@ class Gym:
         self._env.close()
 
     def _observe(self, obs):
-        if self._pixels:
-            return {'image': self._image(self._env.render())}
-        out = {name: self._image(leaf_value(obs, path))
-               for name, (path, _) in self._images.items()}
-        if self._vectors:
-            out['vector'] = np.concatenate(
-                [leaf_vector(leaf, leaf_value(obs, path)) for path, leaf in self._vectors])
-        return out
-
-    def _image(self, image):
-        image = np.asarray(image, np.uint8)
-        return resize(image, self._size) if self._size else image
+        # The runtime's own preprocessing: an exported policy reads the env's
+        # observations through the same function (observation_spec is in its metadata).
+        return observations.preprocess(
+            self.observation_spec, self._env.render() if self._pixels else obs)

@@ -321,13 +321,22 @@ def load_agent(logdir, checkpoint=None, overrides=(), env_fn=None):
     logdir = Path(logdir)
     config = run_config(logdir, overrides)
     check_checkpoints(logdir, checkpoint)
+    spec = env_spec(config, env_fn)
+    agent = Agent(spec['obs_space'], spec['act_space'], config)
+    return agent, config, restore_agent(agent, logdir, checkpoint)
+
+
+def env_spec(config, env_fn=None):
+    """The run's env as an exported policy needs it: `obs_space`, `act_space` and
+    `observation_spec` (its preprocessing, or None), from an env built in this process
+    and never reset, so that nothing renders and no worker process starts."""
     if env_fn is None:
         check_task(config.task, config.env.imports)
     env = make_env(**env_args(config, eval_seed(config), 'eval'), factory=env_fn)
-    obs_space, act_space = env.obs_space, env.act_space
+    spec = {'obs_space': env.obs_space, 'act_space': env.act_space,
+            'observation_spec': getattr(env, 'observation_spec', None)}
     env.close()
-    agent = Agent(obs_space, act_space, config)
-    return agent, config, restore_agent(agent, logdir, checkpoint)
+    return spec
 
 
 def check_checkpoints(logdir, checkpoint=None):
