@@ -1,10 +1,10 @@
 """Catch: a small gymnasium environment of your own, as dreamer_tf trains on it.
 
 A ball falls down a 5-column, 6-row grid from a random column, one row per step; the
-paddle on the bottom row moves left, stays or moves right. Catching the ball earns +1
-and a new ball falls; missing it ends the episode (terminated), and catching 20 balls
-ends it too (truncated). Returns lie in [0, 20]: the balls caught before the first
-miss. A uniform-random policy scores about 0.3.
+paddle on the bottom row moves left, stays or moves right. Each step with the paddle
+under the ball earns 0.1, catching the ball 1, and a new ball falls; missing it ends
+the episode (terminated), and catching 20 balls ends it too (truncated). A
+uniform-random policy scores about 0.4, one that moves towards the ball about 26.
 
 The observation is a Dict of a Box (the ball's column and row, scaled to [0, 1]) and a
 Discrete (the paddle's column): dreamer_tf flattens it into one vector, the Discrete
@@ -44,12 +44,13 @@ class Catch(gymnasium.Env):
             self._drop()
         else:
             self.row += 1
-        reward, missed = 0.0, False
+        # A little for following the ball, so that the reward is not all at the catch.
+        reward, missed = 0.1 * (self.ball == self.paddle), False
         if self.row == ROWS - 1:  # scored in the step that shows the ball on the bottom row
             missed = self.ball != self.paddle
             reward = 0.0 if missed else 1.0
             self.dropped += 1
-        return self._obs(), reward, missed, self.dropped >= self.balls, {}
+        return self._obs(), float(reward), missed, self.dropped >= self.balls, {}
 
     def _drop(self):
         self.ball, self.row = int(self.np_random.integers(COLUMNS)), 0
