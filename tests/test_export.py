@@ -452,6 +452,12 @@ def test_a_dm_control_pixel_run_trains_exports_and_serves(tmp_path):
         f'{name}.json' for name in writers.FILE_NAMES.values())
     served = json.loads(script('serve', str(out / 'policy.onnx'), '--episodes', '2'))
     assert len(served['returns']) == 2 and served['task'] == 'dmc_cartpole_balance'
+    # The runtime alone renders the camera frames itself and acts on them: the same returns.
+    alone = subprocess.run(
+        [sys.executable, '-m', 'dreamer_tf_runtime.serve', str(out / 'policy.tflite'),
+         '--episodes', '2'], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+        env=env)
+    np.testing.assert_allclose(json.loads(alone.stdout)["returns"], served["returns"], rtol=1e-4)
 
 
 def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
@@ -510,6 +516,12 @@ def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
         text=True,
     )
     assert json.loads(served.stdout)['returns'] == result['runtime_returns']
+    # The runtime alone, on the raw gymnasium env and its own observations: the same returns.
+    code = ('import sys; from dreamer_tf_runtime import serve; serve.main(sys.argv[1:]); '
+            "assert 'tensorflow' not in sys.modules and 'dreamer_tf' not in sys.modules")
+    alone = subprocess.run([sys.executable, '-c', code, str(out / 'policy.onnx'), '--seed', '5'],
+                           cwd=ROOT, check=True, capture_output=True, text=True)
+    assert json.loads(alone.stdout)['returns'] == result['runtime_returns']
 
 
 def test_planet_and_bad_runs_are_clear_errors(tmp_path):
