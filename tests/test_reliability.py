@@ -61,7 +61,7 @@ def files(directory):
 
 # 1. A lost or cut checkpoint index made the same command start over.
 
-@pytest.mark.parametrize('damage', ['truncate', 'delete'])
+@pytest.mark.parametrize('damage', ['truncate', 'delete', 'empty', 'garble'])
 def test_a_lost_checkpoint_index_resumes_from_the_newest_checkpoint(tmp_path, damage, capfd):
     _, counters = train(tiny(tmp_path, **{'run.save_every_secs': 0}))
     directory = tmp_path / 'checkpoints'
@@ -69,9 +69,13 @@ def test_a_lost_checkpoint_index_resumes_from_the_newest_checkpoint(tmp_path, da
     index = directory / 'checkpoint'
     if damage == 'truncate':
         index.write_bytes(index.read_bytes()[:40])
-    else:
+    elif damage == 'delete':
         index.unlink()
-    assert tf.train.latest_checkpoint(str(directory)) is None  # what TensorFlow alone sees
+    else:  # TensorFlow raises on these instead of reporting no checkpoint
+        index.write_bytes(b'' if damage == 'empty' else bytes(range(177, 256)))
+        with pytest.raises(Exception):  # noqa: B017 - whichever it raises
+            tf.train.latest_checkpoint(str(directory))
+    assert checkpoints.listed(directory) is None  # what TensorFlow alone makes of it
     # Evaluation and export find the checkpoint from its files.
     _, _, envs, path = load_run(tmp_path)
     envs.close()

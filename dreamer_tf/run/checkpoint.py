@@ -15,7 +15,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from dreamer_tf.fileio import write_atomic
+
 INDEX = re.compile(r'ckpt-(\d+)\.index')
+INDEX_FILE = 'checkpoint'  # TensorFlow's index of a directory's checkpoints
 
 
 class CheckpointError(RuntimeError):
@@ -31,11 +34,28 @@ def saved(directory):
     return [str(directory / f'ckpt-{n}') for n, _ in sorted(found, reverse=True)]
 
 
+def listed(directory):
+    """The latest checkpoint the index names, or None (no index, or one TensorFlow cannot
+    read: cut short, emptied or garbled; some of those it logs, some it raises on)."""
+    if not Path(directory).is_dir():
+        return None
+    try:
+        return tf.train.latest_checkpoint(str(directory))
+    except Exception:  # a damaged index raises ValueError, UnicodeDecodeError, ...
+        return None
+
+
 def candidates(directory):
     """The index's latest checkpoint (if the index is readable), then every saved one."""
-    listed = tf.train.latest_checkpoint(str(directory)) if Path(directory).is_dir() else None
-    found = saved(directory)
-    return list(dict.fromkeys(([listed] if listed else []) + found))
+    latest = listed(directory)
+    return list(dict.fromkeys(([latest] if latest else []) + saved(directory)))
+
+
+def write_index(directory, path):
+    """A fresh index naming `path` (TensorFlow's text format), written atomically."""
+    name = Path(path).name
+    write_atomic(Path(directory) / INDEX_FILE,
+                 f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
 
 
 TRAIN_HINT = ('Nothing was changed on disk: train with --restart to move this run aside and '
@@ -79,27 +99,39 @@ def _first_line(error):
 
 
 class Checkpointer:
-    """tf.train.Checkpoint of agent and counters, saved every few minutes and at exit."""
+    """tf.train.Checkpoint of agent and counters, saved every few minutes and at exit.
+
+    TensorFlow's CheckpointManager reads the index when it starts and fails on one it
+    cannot parse, so it is started after `restore` has found the checkpoint from the
+    files and repaired the index.
+    """
 
     def __init__(self, directory, every_secs, **objects):
         self.directory = Path(directory)
         self.checkpoint = tf.train.Checkpoint(**objects)
-        self.manager = self._manager()
+        self._manager = None
         self.every_secs, self.last = every_secs, time.time()
 
-    def _manager(self):
-        return tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=2)
+    @property
+    def manager(self):
+        if self._manager is None:
+            self._manager = tf.train.CheckpointManager(
+                self.checkpoint, str(self.directory), max_to_keep=2)
+        return self._manager
 
     def restore(self):
-        """The newest checkpoint that restores (`restore`); a lost or stale index is
-        rewritten to name it, so that later saves number on from it."""
+        """The newest checkpoint that restores (`restore`); a lost, damaged or stale index
+        is rewritten to name it (a damaged one kept beside it), so that later saves
+        number on from it."""
         path = restore(self.checkpoint, self.directory)
-        if path and path != self.manager.latest_checkpoint:
-            print(f'warning: the checkpoint index {self.directory / "checkpoint"} did not name '
-                  f'{Path(path).name}; rewriting it.', file=sys.stderr, flush=True)
-            tf.compat.v1.train.update_checkpoint_state(
-                str(self.directory), path, all_model_checkpoint_paths=[path])
-            self.manager = self._manager()
+        if path and path != listed(self.directory):
+            index = self.directory / INDEX_FILE
+            if index.exists():
+                stamp = time.strftime('%Y%m%d-%H%M%S')
+                index.replace(index.with_name(f'{INDEX_FILE}.replaced-{stamp}'))
+            print(f'warning: the checkpoint index {index} did not name {Path(path).name}; '
+                  'rewriting it.', file=sys.stderr, flush=True)
+            write_index(self.directory, path)
         return path
 
     @property
