@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from export import metadata, parity
+from dreamer_tf_export import metadata, parity
 from dreamer_tf_runtime import Policy
 
 

@@ -11,7 +11,7 @@ from dreamer_tf.config import Config, load_config
 from dreamer_tf.envs.base import TaskError
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.run import loop
-from export.policy import ExportError, planet_message
+from dreamer_tf_export.policy import ExportError, planet_message
 
 
 @dataclass

@@ -8,7 +8,7 @@ the rollout exactly as they would on a device.
 import numpy as np
 import tensorflow as tf
 
-from export import metadata
+from dreamer_tf_export import metadata
 
 
 def random_inputs(meta, steps=50, batch=2, seed=0, restart=0.05):

@@ -32,7 +32,7 @@ import re
 
 import tensorflow as tf
 
-from export import metadata
+from dreamer_tf_export import metadata
 
 TRUNC_CANDIDATES = 64
 # Names must be valid SavedModel signature keys and ONNX/TFLite tensor names.
@@ -54,7 +54,7 @@ class ExportPolicy(tf.Module):
             raise ExportError(
                 'build the agent with precision 32 and jit off for export '
                 f'(got precision {agent.precision}, jit {agent.jit}); '
-                'export.checkpoint.load_run does this'
+                'dreamer_tf_export.checkpoint.load_run does this'
             )
         self.stochastic = stochastic
         self.act_space = agent.act_space

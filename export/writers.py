@@ -1,8 +1,8 @@
 """Writers: SavedModel, ONNX (tf2onnx) and TFLite (float32, float16, dynamic-range int8).
 
 Each writes the model through a temporary name and a rename, then its metadata
-JSON beside it (`<model>.json`, see export.metadata), and returns the metadata.
-`info` is the run's part of the metadata (export.checkpoint.Run.describe).
+JSON beside it (`<model>.json`, see dreamer_tf_export.metadata), and returns the metadata.
+`info` is the run's part of the metadata (dreamer_tf_export.checkpoint.Run.describe).
 """
 
 import shutil
@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.fileio import write_atomic, write_json
-from export import metadata
+from dreamer_tf_export import metadata
 
 # Opset 17 is the newest that both tf2onnx 1.17 (up to 18) and common edge
 # builds of ONNX Runtime (1.14 and later) support; it is recorded in the metadata.

@@ -12,12 +12,8 @@ import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# This folder also holds export.py, named like the `export` package: take it off
-# the import path so that `import export` finds the package rather than that script.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != HERE]
 
-from export.writers import FILE_NAMES
+from dreamer_tf_export.writers import FILE_NAMES
 
 
 def main(argv=None):
@@ -35,7 +31,7 @@ def main(argv=None):
     ]
     if not paths:
         sys.exit(f'no exported models in {args.folder} (run scripts/export.py first)')
-    from export.benchmark import benchmark, set_tf_threads
+    from dreamer_tf_export.benchmark import benchmark, set_tf_threads
     from dreamer_tf.fileio import write_json
 
     set_tf_threads(args.threads)

@@ -17,10 +17,10 @@ from dreamer_tf.envs import make_env
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.envs.image import resize
 from dreamer_tf.envs.process import RENDER_GL
-from dreamer_tf.run.loop import Counters
-from export import metadata, parity, writers
-from export.checkpoint import load_run, run_config
-from export.policy import ExportError, ExportPolicy, _first_inside
+from dreamer_tf.run.loop import Counters, env_args
+from dreamer_tf_export import metadata, parity, writers
+from dreamer_tf_export.checkpoint import load_run, run_config
+from dreamer_tf_export.policy import ExportError, ExportPolicy, _first_inside
 from dreamer_tf_runtime import NonFiniteActionError, ObservationError, Policy, env_action
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,6 +375,62 @@ def test_runtime_acts_on_the_envs_own_observations_as_the_agent(tmp_path, model)
             runtime.reset()
 
 
+def _minatar_raw(seed):
+    import minatar
+
+    env = minatar.Environment('breakout', sticky_action_prob=0.1)
+    env.seed(seed)
+    env.reset()
+    actions = env.minimal_action_set()
+
+    def step(index):
+        _, done = env.act(actions[index])
+        if done:
+            env.reset()
+        return env.state(), done
+
+    return env.state(), step
+
+
+def _crafter_raw(seed):
+    import crafter
+
+    env = crafter.Env(size=(64, 64), reward=True, seed=seed)
+
+    def step(index):
+        image, _, done, _ = env.step(index)
+        return (env.reset() if done else image), done
+
+    return env.reset(), step
+
+
+@pytest.mark.parametrize('suite,task,raw_env', [('minatar', 'minatar_breakout', _minatar_raw),
+                                                 ('crafter', 'crafter_reward', _crafter_raw)])
+def test_runtime_reads_minatar_and_crafter_observations(tmp_path, suite, task, raw_env):
+    """MinAtar's bool object planes and Crafter's image, straight from the game's own API, give
+    the runtime the TF policy's actions and states, as the adapter's preprocessing does."""
+    logdir, out = tmp_path / 'run', tmp_path / 'out'
+    adapter = make_env(**env_args(load_config(['dreamerv3', suite, 'debug'], {'task': task}), 3))
+    _write_run(logdir, task, adapter.act_space, adapter.obs_space, blocks=[suite])
+    export_cli.main(['--logdir', str(logdir), '--out', str(out), '--formats', 'onnx'])
+    agent = load_run(logdir).agent
+    runtime = Policy(out / 'policy.onnx')
+    obs, state = adapter.reset(), agent.initial_state(1)
+    raw, raw_step = raw_env(3)
+    for _ in range(30):
+        batch = {k: np.asarray(obs[k])[None] for k in ('image', 'is_first')}
+        action, state = agent.policy(batch, state, explore=False)
+        index = int(np.argmax(action.numpy()[0]))
+        assert runtime.act(raw) == index
+        np.testing.assert_allclose(runtime.state['deter'], state[0]['deter'].numpy(), atol=1e-4)
+        obs = adapter.step(action.numpy()[0])
+        if obs['is_last']:
+            obs = adapter.reset()
+            runtime.reset()
+        raw, done = raw_step(index)
+        assert done == bool(obs['is_first'])
+
+
 def test_env_actions_match_the_env_adapters():
     from gymnasium import spaces
 
@@ -414,8 +470,8 @@ def test_metadata_check_names_the_problem(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.onnx.json', 'model']
 
 
-def _write_run(logdir, task, act_space, obs_space, **overrides):
-    config = load_config(['dreamerv3', 'debug'], {'task': task, 'logdir': str(logdir), **overrides})
+def _write_run(logdir, task, act_space, obs_space, blocks=(), **overrides):
+    config = load_config(['dreamerv3', *blocks, 'debug'], {'task': task, 'logdir': str(logdir), **overrides})
     agent = Agent(obs_space, act_space, config.update({'jit': 'off'}))
     counters = Counters()
     counters.env_steps.assign(1234)
@@ -450,7 +506,12 @@ def test_a_dm_control_pixel_run_trains_exports_and_serves(tmp_path):
     assert result['steps'] == 20 and result['max_action_diff'] < 1e-4
     assert sorted(p.name for p in out.glob('*.json')) == sorted(
         f'{name}.json' for name in writers.FILE_NAMES.values())
-    served = json.loads(script('serve', str(out / 'policy.onnx'), '--episodes', '2'))
+    # The console command's form, `dreamer-tf serve`; it must exit 0.
+    served = subprocess.run([sys.executable, '-m', 'dreamer_tf', 'serve', str(out / 'policy.onnx'),
+                             '--episodes', '2'], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, check=False, env=env)
+    assert served.returncode == 0, served.stderr[-3000:]
+    served = json.loads(served.stdout)
     assert len(served['returns']) == 2 and served['task'] == 'dmc_cartpole_balance'
     # The runtime alone renders the camera frames itself and acts on them: the same returns.
     alone = subprocess.run(
@@ -572,7 +633,7 @@ def test_every_actor_preset_exports_in_every_format(tmp_path, preset, discrete):
 
 
 def test_benchmark_times_every_engine(v3):
-    from export.benchmark import benchmark
+    from dreamer_tf_export.benchmark import benchmark
 
     paths = [path for path, _ in v3[2].values()]
     rows = benchmark(paths, steps=4, warmup=1, block=2)

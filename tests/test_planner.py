@@ -11,7 +11,7 @@ from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import image_to_float
 from dreamer_tf.planner import CEM
 from dreamer_tf.world_model import quantise
-from export.policy import ExportError, ExportPolicy
+from dreamer_tf_export.policy import ExportError, ExportPolicy
 
 IMAGE = {'image': Space((64, 64, 3), np.uint8)}
 

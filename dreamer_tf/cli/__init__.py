@@ -13,7 +13,7 @@ COMMANDS = {
     'train': 'train an agent from named presets, or resume a run',
     'eval': "evaluate a run's policy (returns, videos, traces)",
     'export': "export a run's policy to SavedModel, ONNX and TFLite",
-    'serve': 'run an exported ONNX policy in its env without TensorFlow',
+    'serve': 'run an exported ONNX or TFLite policy in its env and report returns',
     'reproduce': "train and evaluate under a paper's protocol; report against its table",
     'plot': 'learning curves of runs',
     'benchmark': 'update time, FLOPs, memory and policy latency on synthetic batches',
@@ -38,4 +38,7 @@ def main(argv=None):
         sys.exit(f'unknown command {command!r}\n{usage()}')
     # The command's own name in its usage lines: `dreamer-tf train`, not `dreamer-tf`.
     sys.argv = [f'dreamer-tf {command}', *args]
-    return importlib.import_module(f'dreamer_tf.cli.{command}').main(args)
+    # Commands fail through sys.exit; what a main returns is for Python callers (serve's
+    # returns), not an exit status.
+    importlib.import_module(f'dreamer_tf.cli.{command}').main(args)
+    return 0

@@ -18,7 +18,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 def parse(argv):
     # TensorFlow is imported inside functions only: env worker processes (a rendered
     # dm_control env for --episodes) re-import this module and must not load it.
-    from export.writers import ALL, DEFAULT_OPSET
+    from dreamer_tf_export.writers import ALL, DEFAULT_OPSET
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--logdir', required=True, help='training run (config.yaml, checkpoints/)')
@@ -41,9 +41,9 @@ def main(argv=None):
     args = parse(argv)
     if args.episodes and ('onnx' not in args.formats or args.stochastic):
         sys.exit('--episodes needs a deterministic ONNX export (--formats ... onnx)')
-    from export import metadata, parity, writers
-    from export.checkpoint import load_run
-    from export.policy import ExportError, ExportPolicy
+    from dreamer_tf_export import metadata, parity, writers
+    from dreamer_tf_export.checkpoint import load_run
+    from dreamer_tf_export.policy import ExportError, ExportPolicy
 
     try:
         run = load_run(args.logdir, args.checkpoint)
@@ -65,7 +65,7 @@ def main(argv=None):
                 f'parity {name:15s} rollout {_format(closed)}\n{"":22s} one-step {_format(forced)}'
             )
     if args.episodes:
-        from export.verify import compare_returns
+        from dreamer_tf_export.verify import compare_returns
 
         result = compare_returns(run, paths['onnx'], args.episodes, args.seed)
         print(json.dumps(result, indent=1))

@@ -1,6 +1,6 @@
-"""Run an exported policy in its env with the runtime only (numpy + onnxruntime, no TensorFlow).
+"""Run an exported policy in its env with the runtime only (no TensorFlow in the policy step).
 
-    python scripts/serve.py export/policy.onnx --episodes 5
+    python scripts/serve.py export/policy.onnx --episodes 5     # or export/policy.tflite
 
 The env is rebuilt from the metadata beside the model (the task and env
 settings it was trained with); the default seed is the run's evaluation seed.
@@ -16,11 +16,11 @@ from dreamer_tf_runtime import MetadataError, Policy, run_episodes
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('model', help='the exported .onnx file (its .json beside it)')
+    parser.add_argument('model', help='the exported .onnx or .tflite file (its .json beside it)')
     parser.add_argument('--episodes', type=int, default=1)
     parser.add_argument('--seed', type=int, help="env seed (default: the run's eval seed)")
     parser.add_argument('--policy-seed', type=int, default=0, help='noise of a stochastic export')
-    parser.add_argument('--threads', type=int, help='ONNX Runtime intra-op threads')
+    parser.add_argument('--threads', type=int, help='threads of ONNX Runtime or LiteRT')
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error('--episodes must be at least 1')

@@ -13,6 +13,7 @@ score computed from them (`score`).
 """
 
 import numpy as np
+from dreamer_tf_runtime import observations
 
 from dreamer_tf.envs.base import (
     ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
@@ -67,6 +68,8 @@ class Crafter:
         self._done = True
         self.act_space = ActSpace(True, self._env.action_space.n)
         self.obs_space = {'image': Space((*size, 3), np.uint8)}
+        # The runtime's preprocessing of crafter.Env's image, kept in an export's metadata.
+        self.observation_spec = {'images': [{'key': 'image', 'path': [], 'size': list(size)}]}
 
     def reset(self):
         image = self._env.reset()
@@ -86,7 +89,7 @@ class Crafter:
         pass
 
     def _observe(self, image, unlocked):
-        obs = {'image': image}
+        obs = observations.preprocess(self.observation_spec, image)
         for name in self._names:
             obs[LOG_PREFIX + name] = np.float32(unlocked.get(name, 0) > 0)
         return obs

@@ -16,6 +16,7 @@ action set. Episodes end only when the game does (no time limit).
 import difflib
 
 import numpy as np
+from dreamer_tf_runtime import observations
 
 from dreamer_tf.envs.base import (
     ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
@@ -60,6 +61,9 @@ class MinAtar:
         self._done = True
         self.act_space = ActSpace(True, len(self._actions))
         self.obs_space = {'image': Space(tuple(self._env.state_shape()), np.uint8)}
+        # The runtime's preprocessing of MinAtar's state(), kept in an export's metadata.
+        self.observation_spec = {'images': [{'key': 'image', 'path': [], 'size': None,
+                                             'binary': True}]}
 
     def reset(self):
         self._env.reset()
@@ -76,4 +80,4 @@ class MinAtar:
         pass
 
     def _observe(self):
-        return {'image': self._env.state().astype(np.uint8) * np.uint8(255)}
+        return observations.preprocess(self.observation_spec, self._env.state())

@@ -10,7 +10,8 @@ so that training and a deployed policy transform observations by the same code:
 
 `path` indexes into the observation (Dict keys, Tuple indices; [] is the
 observation itself). An image is an H×W×C uint8 array, resized to `size` (None:
-kept). The `vector` leaves are flattened to float32 and concatenated in order:
+kept); with `binary: true` it is an H×W×C bool array of object planes (MinAtar's
+state), taken as 0 and 255. The `vector` leaves are flattened to float32 and concatenated in order:
 `box` and `multi_binary` as numbers, `discrete` and `multi_discrete` one-hot.
 
 numpy only.
@@ -70,6 +71,12 @@ def vector_part(spec, value):
 
 def image_part(spec, value):
     image = np.asarray(value)
+    if spec.get('binary'):
+        if image.dtype != np.bool_ or image.ndim != 3:
+            raise ObservationError(
+                f'observation planes at path {spec["path"]}: expected an HxWxC bool array, '
+                f'got {image.dtype.name} of shape {image.shape}')
+        image = image.astype(np.uint8) * np.uint8(255)
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ObservationError(
             f'observation image at path {spec["path"]}: expected an HxWxC uint8 array, got '

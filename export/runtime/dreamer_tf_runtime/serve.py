@@ -6,8 +6,8 @@ The env is rebuilt from the model's metadata (task, action repeat, time limit,
 seed) with gymnasium or dm_control, whichever the task needs, installed beside the
 runtime; the policy reads the env's own observations and returns the env's own
 actions (`Policy.act`). Prints the returns as JSON. gymnasium (`gym_` tasks) and
-dm_control (`dmc_` tasks) only: the other suites' observations are not recorded
-(`preprocess`), so they need dreamer_tf's own `dreamer-tf serve`.
+dm_control (`dmc_` tasks) only: the other suites' envs have dreamer_tf's own action
+sets and episode rules, so they are served by `dreamer-tf serve`.
 """
 
 import argparse
