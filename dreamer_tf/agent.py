@@ -44,7 +44,7 @@ def resolve_precision(precision):
 
 def resolve_jit(jit, distributed=False):
     """'auto' compiles with XLA on GPU only: on the 2-core CPU a Dreamer update
-    measured 13-30% slower under XLA than under TF's graph executor (DESIGN.md).
+    measured 15-33% slower under XLA than under TF's graph executor (docs/speed.md).
 
     A mirrored update is not compiled: one XLA program cannot span the
     devices of a MirroredStrategy, and compiling each replica's function

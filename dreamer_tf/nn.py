@@ -1,7 +1,7 @@
 """Neural-network layers as plain `tf.Module`s holding `tf.Variable`s.
 
 Keras 3 layers nested in a `tf.Module` are invisible to `trainable_variables`
-(see DESIGN.md), so every weight here is a `tf.Variable` owned by a module, in
+(Keras 3 tracks its own variables, not tf.Module's), so every weight here is a `tf.Variable` owned by a module, in
 the style of Sonnet 2. Variables are float32; each layer casts its weights to
 the dtype of its input, so mixed precision is chosen by the caller casting the
 network input (`compute_dtype`). All shapes are known at construction, so no

@@ -3,7 +3,7 @@
 Written as a `tf.Module` holding its slots as `tf.Variable`s so that it is
 checkpointed with `tf.train.Checkpoint`, compiles under XLA, and needs none
 of Keras 3's optimizer machinery (whose `LossScaleOptimizer` offers no
-custom-step API, DESIGN.md).
+custom-step API).
 
 Where epsilon enters is a per-preset choice, because the papers' optimisers
 differ there (`eps_form`):

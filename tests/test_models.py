@@ -221,7 +221,7 @@ def test_sampled_evaluation_policy_leaves_out_the_exploration_noise():
 
 
 def test_keras_free_variables_are_tracked():
-    # Guard against the Keras-3-in-tf.Module trap (DESIGN.md): every weight is tracked.
+    # Guard against the Keras-3-in-tf.Module trap : every weight is tracked.
     config = load_config(['dreamerv3', 'debug'])
     agent = Agent({'vector': Space((4,), np.float32)}, ActSpace(True, 2), config)
     tracked = {id(v) for v in agent.wm.trainable_variables}

@@ -6,6 +6,7 @@ Everything here reads and writes files only: no TensorFlow, no environments.
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,14 @@ def table_row(text, *cells):
 # ---------------------------------------------------------------- reference data
 
 
-def test_every_benchmark_loads_with_sources():
+# A primary source: a paper by its arXiv id, or an authors' file pinned to a commit.
+ARXIV = re.compile(r'arXiv \d{4}\.\d{4,5}')
+PINNED_FILE = re.compile(r'github\.com/[\w.-]+/[\w.-]+@[0-9a-f]{40} \S+')
+# Never notes kept outside the repository, which users do not have.
+OUTSIDE_NOTES = re.compile(r'REFERENCE\.md|shared[/]')
+
+
+def test_every_benchmark_loads_with_primary_sources():
     names = reference.names()
     assert {'dmc_proprio100k', 'dmc_vision100k', 'dmc_vision500k', 'atari100k', 'crafter',
             'dmc_dreamingv2'} <= set(names)
@@ -72,27 +80,64 @@ def test_every_benchmark_loads_with_sources():
         benchmark = reference.load(name)
         assert benchmark.entries and benchmark.checkpoints
         for entry in benchmark.entries.values():
-            assert 'REFERENCE.md' in entry.source
+            assert ARXIV.search(entry.source) or PINNED_FILE.search(entry.source), entry.source
+            assert not OUTSIDE_NOTES.search(entry.source)
             assert entry.scores
+            assert isinstance(entry.verified, bool)
+            if not entry.verified:  # the report's Sources section says so
+                assert 'Not checked' in entry.note, entry
+        if benchmark.baselines:
+            assert PINNED_FILE.search(benchmark.baselines_source)
+    unverified = {(name, algo) for name in names
+                  for algo, entry in reference.load(name).entries.items() if not entry.verified}
+    assert {name for name, _ in unverified} == {'dmc_dreamingv2'}
+    # Comments and docstrings too cite papers and the authors' files only.
+    for path in reference.DIRECTORY.glob('*'):
+        if path.is_file():
+            assert not OUTSIDE_NOTES.search(path.read_text()), path
+
+
+def test_reference_data_requires_a_verified_flag(tmp_path):
+    text = (reference.DIRECTORY / 'crafter.yaml').read_text()
+    path = tmp_path / 'bad.yaml'
+    path.write_text(text.replace('    verified: true\n', '', 1))
+    missing = "bad.yaml: dreamerv3: missing 'verified'"
+    with pytest.raises(reference.ReferenceDataError, match=missing):
+        reference._read_file(path)
+    path.write_text(text.replace('verified: true', 'verified: yes please', 1))
+    with pytest.raises(reference.ReferenceDataError, match='verified must be true or false'):
+        reference._read_file(path)
 
 
 def test_reference_numbers_match_the_published_tables():
-    # Hand-copied from ../shared/REFERENCE.md, one number per table.
+    # Pinned from the primary source each entry names: CURL (arXiv 2004.04136) Table 1,
+    # the DreamerV2/V3 score files (a run's point at the checkpoint, else its latest point
+    # before; mean over seeds), the Crafter README's scoreboard and dqn_zoo's atari_data.py.
     vision = reference.load('dmc_vision500k')
     assert vision.entry('dreamerv1').scores['walker_walk'][100000] == reference.Score(277, 12)
     assert vision.entry('planet').scores['reacher_easy'][500000] == reference.Score(210, 390)
     assert vision.entry('planet').protocol.action_repeat_for('cartpole_swingup') == 8
-    assert vision.entry('dreamerv2').scores['cheetah_run'][500000].mean == 610
+    assert vision.entry('dreamerv2').scores['cheetah_run'][100000].mean == 332  # 90k point
+    assert vision.entry('dreamerv2').scores['cheetah_run'][500000].mean == 592  # 480k point
     assert vision.entry('dreamerv3').scores['ball_in_cup_catch'][100000].mean == 643
-    proprio = reference.load('dmc_proprio100k')
+    assert vision.entry('dreamerv3').scores['ball_in_cup_catch'][500000].mean == 883
+    assert vision.entry('dreamerv3').aggregates['task_mean'].scores[500000].mean == 595
+    assert len(vision.entry('dreamerv3').aggregates['task_mean'].tasks) == 20
+    assert vision.entry('dreamerv3').protocol.seeds == 5
+    proprio = reference.load('dmc_proprio500k')
     assert proprio.entry('dreamerv3').scores['reacher_easy'][100000].mean == 693
+    assert proprio.entry('dreamerv3').scores['walker_walk'][500000].mean == 881  # 490k point
     assert proprio.entry('dreamerv3').aggregates['task_mean'].scores[100000].mean == 456
+    assert proprio.entry('dreamerv3').aggregates['task_mean'].scores[500000].mean == 758
     atari = reference.load('atari100k')
     assert atari.entry('dreamerv3').scores['ms_pacman'][400000].mean == 1388
+    assert atari.entry('dreamerv3').aggregates['human_normalized_mean'].scores[400000].mean == 1.10
     assert len(atari.baselines) == 26
     assert atari.baselines['pong'] == {'random': -20.7, 'human': 14.6}
-    assert reference.load('crafter').entry('dreamerv3').scores['reward'][1000000].mean == 14.5
-    assert len(reference.load('crafter').achievements) == 22
+    crafter = reference.load('crafter')
+    assert crafter.entry('dreamerv3').scores['reward'][1000000] == reference.Score(14.5, 1.6)
+    assert crafter.entry('random').scores['reward'][1000000] == reference.Score(1.6, 0.0)
+    assert len(crafter.achievements) == 22
     dreaming = reference.load('dmc_dreamingv2')
     assert dreaming.entry('dreamingv2').scores['reacher_hard'][reference.FINAL].mean == 598
 
@@ -282,7 +327,8 @@ def test_report_table_deviations_and_plot(tmp_path):
     assert 'model size XS, paper S' in text
     assert '- run.train_ratio: ours 64.0, paper 512.0' in text
     assert '- run.batch_length: ours 32, paper 64' in text
-    assert "seeds: ours 2 (0, 1), paper's seed count not stated" in text
+    # The score file holds 5 seeds per task.
+    assert '- seeds: ours 2 (0, 1), paper 5' in text
     # Seed 0's 100k checkpoint evaluation played 2 episodes; seed 1's loop evaluation 5.
     assert "evaluation episodes: ours 2, paper's not stated in the reference data [a]" in text
     assert "evaluation episodes: ours 5, paper's not stated in the reference data [b]" in text
@@ -301,7 +347,9 @@ def test_report_on_the_papers_preset_has_no_config_deviation(tmp_path):
              overrides={'run.eval_every': 10000, 'run.eval_policy': 'sample'})
     text = report.build(benchmark, find_runs([tmp_path / 'r']), tmp_path / 'out').read_text()
     section = text.split('### dreamerv3 on walker_walk')[1].split('Not checked')[0]
-    assert '- none found in the config' in section
+    # The config matches the paper's; only the seed count (1 of the paper's 5) differs.
+    assert [line for line in section.splitlines() if line.startswith('- ')] == [
+        '- seeds: ours 1 (0), paper 5']
     row = table_row(text, 'dreamerv3', 'walker_walk', '100,000')
     assert row[5] == '+0.0'
 
@@ -332,7 +380,7 @@ def test_report_crafter_score_from_episode_stats(tmp_path):
     text = report.build(benchmark, find_runs([run]), tmp_path / 'out').read_text()
     row = table_row(text, 'dreamerv3', 'reward', '1,000,000')
     expected = math.exp(2 * math.log(101) / 22) - 1
-    assert row[3] == f'{expected:.1f} (n=1)' and row[4] == '14.5'
+    assert row[3] == f'{expected:.1f} (n=1)' and row[4] == '14.5 ± 1.6'
     assert '4 episodes, 1,000 of 1,000,000 steps' in row[7]
     assert '| collect_wood | 100.0 |' in text and '| collect_diamond | 0.0 |' in text
 

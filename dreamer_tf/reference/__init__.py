@@ -1,11 +1,15 @@
-"""Published results as data: the tables of ../shared/REFERENCE.md, one YAML file per setting.
+"""Published results as data: the papers' tables and the authors' score files, one YAML
+file per setting.
 
 Each file holds a suite (the configs.yaml block of its observation setting), the
 benchmarks defined on it (budget in env steps and the checkpoints the papers report
-at), and one entry per algorithm with its source, protocol and scores. A protocol
-detail the source does not state is null, so that the report can say "not stated"
-instead of guessing. This module only reads files: it imports neither TensorFlow
-nor the environments.
+at), and one entry per algorithm with its source, protocol and scores. An entry's
+`source` names the primary source of its numbers (a paper's table with its arXiv id,
+or the authors' score file as github.com/owner/repo@commit and path) and `verified`
+says whether every number was checked against that source (false: copied without
+such a check, which the entry's note says). A protocol detail the source does not
+state is null, so that the report can say "not stated" instead of guessing. This
+module only reads files: it imports neither TensorFlow nor the environments.
 """
 
 import difflib
@@ -93,6 +97,7 @@ class Entry:
     protocol: Protocol
     scores: Mapping  # task -> checkpoint -> Score
     aggregates: Mapping  # name -> Aggregate
+    verified: bool = False  # every number checked against `source`
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,9 @@ def _entry(item, checkpoints, where):
             tasks=tuple(tasks) if isinstance(tasks, list) else tasks,
             scores=_scores(_get(spec, 'scores', name), checkpoints, f'{where}: {name}'),
         )
+    verified = _get(item, 'verified', where)
+    if not isinstance(verified, bool):
+        raise ReferenceDataError(f'{where}: verified must be true or false, got {verified!r}')
     return Entry(
         algo=algo,
         label=_get(item, 'label', where),
@@ -263,6 +271,7 @@ def _entry(item, checkpoints, where):
             for task, values in _mapping(_get(item, 'scores', where), where).items()
         },
         aggregates=aggregates,
+        verified=verified,
     )
 
 
