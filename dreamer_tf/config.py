@@ -188,6 +188,11 @@ def parse_args(argv=None, path=None, flags=()):
     return _compose(blocks, names, overrides, 'command line')
 
 
+def default_items(path=None):
+    """(dotted key, default) for every key that a config has, in configs.yaml's order."""
+    return [(key, _thaw(value)) for key, value in _flatten(_defaults(_read_blocks(path)))]
+
+
 def _yaml():
     yaml = YAML(typ='safe')
     yaml.sort_base_mapping_type_on_output = False
@@ -507,4 +512,5 @@ def _usage(blocks, flags=()):
         'keys and defaults:',
     ]
     lines += [f'  --{key} {_thaw(value)!r}' for key, value in _flatten(_defaults(blocks))]
+    lines += ['', 'what each key means: --help-config [PREFIX], e.g. --help-config rssm']
     return '\n'.join(lines)
