@@ -48,6 +48,11 @@ _RANGES = (
     (('retnorm.low', 'retnorm.high'), 'in [0, 100]', lambda x: 0 <= x <= 100),
     (('image_bits',), 'in [1, 8]', lambda x: 1 <= x <= 8),
 )
+# String keys whose other values the code would take silently for one of these.
+_CHOICES = (
+    (('*.norm',), ('layer', 'none')),
+    (('imag.cont',), ('mode', 'mean')),
+)
 _TRUE = ('true', 'yes', '1')
 _FALSE = ('false', 'no', '0')
 
@@ -254,8 +259,13 @@ def _check_one_algorithm(blocks, names):
 
 
 def _check_values(data):
-    """Finite floats everywhere, and the numeric keys of `_RANGES` within their range."""
+    """Finite floats everywhere, the numeric keys of `_RANGES` within their range, the
+    keys of `_CHOICES` one of theirs, and settings that need each other."""
     for key, value in _flatten(data):
+        for patterns, choices in _CHOICES:
+            if any(fnmatch.fnmatchcase(key, p) for p in patterns) and value not in choices:
+                raise ConfigError(
+                    f'{key} must be one of {", ".join(choices)}, got {value!r} (set --{key})')
         values = value if isinstance(value, tuple) else (value,)
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
@@ -265,6 +275,17 @@ def _check_values(data):
                 if not all(valid(v) for v in numbers):
                     raise ConfigError(f'{key} must be {text}, got {value!r} (set --{key})')
                 break
+    _check_slow_critic(data.get('critic', {}))
+
+
+def _check_slow_critic(critic):
+    """The slow critic's regulariser and returns need a slow critic to exist."""
+    if critic.get('slow_update_every') == 0 and (critic.get('slow_reg') or
+                                                 critic.get('slow_returns')):
+        raise ConfigError(
+            'critic.slow_update_every 0 keeps no slow critic, but critic.slow_reg or '
+            'critic.slow_returns uses one: set --critic.slow_reg 0 --critic.slow_returns false, '
+            'or a positive --critic.slow_update_every')
 
 
 def _with_combined_blocks(blocks, names):

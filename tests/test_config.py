@@ -525,3 +525,15 @@ def test_save_failure_keeps_old_file(tmp_path, monkeypatch):
         Config(a=1).save(target)
     assert target.read_text() == 'old: 1\n'
     assert os.listdir(tmp_path) == ['config.yaml']
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'encoder.norm': 'Layer'}, "encoder.norm must be one of layer, none, got 'Layer'"),
+    ({'imag.cont': 'modes'}, "imag.cont must be one of mode, mean, got 'modes'"),
+    ({'critic.slow_update_every': 0}, 'critic.slow_update_every 0 keeps no slow critic'),
+])
+def test_values_the_code_would_take_silently_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(['dreamerv3'], overrides)
+    # Without a slow regulariser or slow returns, no slow critic is a valid setting.
+    load_config(['dreamerv3'], {'critic.slow_update_every': 0, 'critic.slow_reg': 0.0})
