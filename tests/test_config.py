@@ -104,7 +104,7 @@ def test_default_path_is_package_data_and_the_repository_configs_yaml():
 
 @pytest.mark.parametrize('algo', ['planet', 'dreamerv1', 'dreamerv2', 'dreamingv1', 'dreamingv2'])
 def test_cpu_vision_block_is_the_schedule_of_the_documented_runs(algo):
-    # docs/algorithms.md ran these flags by hand before the block existed; its table
+    # docs/learning_checks.md ran these flags by hand before the block existed; its table
     # stays comparable only while the block composes to exactly the same config.
     flags = {'env.action_repeat': 8, 'run.prefill': 2000, 'run.train_every': 125,
              'run.train_steps': 40, 'run.batch_size': 16, 'run.batch_length': 32,

@@ -16,6 +16,7 @@ COMMANDS = {
     'serve': 'run an exported ONNX or TFLite policy in its env and report returns',
     'reproduce': "train and evaluate under a paper's protocol; report against its table",
     'plot': 'learning curves of runs',
+    'results': 'the results table from results/*.yaml, or add the record of a run',
     'benchmark': 'update time, FLOPs, memory and policy latency on synthetic batches',
 }
 

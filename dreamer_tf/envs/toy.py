@@ -16,7 +16,7 @@ expectations over the goal, computed in closed form below):
 - uniform random actions: 8.7 (continuous), 7.8 (discrete), by Monte Carlo;
 - a saturated action (always +1 or always -1): 1.4. An actor that
   saturates early, DreamerV1's failure mode on cartpole_balance
-  (docs/algorithms.md), scores far below random here.
+  (docs/learning_checks.md), scores far below random here.
 A run that learns ends near the optimum; its distance from it is the check.
 """
 

@@ -1,0 +1,43 @@
+"""Measured results as data (dreamer_tf/results.py): print the table of `results/`, or add
+the record of a run.
+
+    dreamer-tf results                       # the Markdown table README.md shows
+    dreamer-tf eval --logdir runs/cartpole --episodes 10 --json eval.json
+    dreamer-tf results add --logdir runs/cartpole --eval eval.json --name dreamerv3-cartpole \\
+        --command "dreamer-tf train --configs dreamerv3 gym cpu --logdir runs/cartpole"
+"""
+
+import argparse
+import sys
+
+from dreamer_tf import results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--folder', default='results', help='where the records are')
+    commands = parser.add_subparsers(dest='action')
+    add = commands.add_parser('add', help="write results/<name>.yaml from a run and its eval")
+    add.add_argument('--logdir', required=True, help='the run directory (config.yaml, metrics)')
+    add.add_argument('--eval', required=True, help='the JSON that `dreamer-tf eval --json` wrote')
+    add.add_argument('--name', required=True, help='record name: letters, digits, - and _')
+    add.add_argument('--command', required=True, help='the training command, as it was run')
+    add.add_argument('--machine', default='unknown', help="e.g. '2-core CPU' or '1x H100'")
+    add.add_argument('--commit', help='the commit of the code that trained the run '
+                     "(default: this checkout's HEAD)")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == 'add':
+            if not args.name.replace('-', '').replace('_', '').isalnum():
+                parser.error(f'--name {args.name!r}: use letters, digits, - and _')
+            record = results.from_run(args.logdir, args.name, args.command, args.eval,
+                                      args.machine, args.commit)
+            print(f'Wrote {results.write(record, args.folder)}')
+        else:
+            print(results.table(results.load(args.folder)), end='')
+    except (results.RecordError, OSError, KeyError) as error:
+        sys.exit(f'results error: {error}')
+
+
+if __name__ == '__main__':
+    main()
