@@ -283,3 +283,28 @@ def test_weight_decay_only_on_weights():
     opt.apply([tf.zeros_like(layer.w), tf.zeros_like(layer.b)])
     np.testing.assert_allclose(layer.w.numpy(), 0.5 * w_before, rtol=1e-6)
     np.testing.assert_allclose(layer.b.numpy(), [1.0, 1.0])
+
+
+@pytest.mark.parametrize('preset, prior_grad', [
+    # PlaNet (planet training/utility.py): each step's KL clipped at 3 nats, then the mean:
+    # steps with KL 2.0 and 4.5 give mean(max(3, [2, 4.5])) per term; only step 2 has a gradient.
+    ('planet', [[0.0, 0.0], [1.5, 0.0]]),
+    # DreamerV1 (danijar/dreamer): the mean KL, 3.25, clipped at 3: both steps have a gradient.
+    ('dreamerv1', [[1.0, 0.0], [1.5, 0.0]]),
+])
+def test_planet_clips_free_nats_per_step_and_dreamerv1_on_the_mean(preset, prior_grad):
+    kl = load_config([preset]).kl
+    rssm = gaussian_rssm()
+    post = {'mean': tf.zeros((2, 2)), 'std': tf.ones((2, 2)), 'deter': tf.zeros((2, 2)),
+            'stoch': tf.zeros((2, 2))}
+    prior_mean = tf.Variable([[2.0, 0.0], [3.0, 0.0]])  # KL 2.0 and 4.5
+    with tf.GradientTape() as tape:
+        loss, metrics = kl_loss(post, dict(post, mean=prior_mean * 1), rssm, **dict(kl))
+    assert metrics['kl'].numpy() == pytest.approx(3.25)
+    expected = 2 * (3.75 if preset == 'planet' else 3.25)  # dyn and rep terms, weights 1
+    assert loss.numpy() == pytest.approx(expected)
+    np.testing.assert_allclose(tape.gradient(loss, prior_mean).numpy(), prior_grad, atol=1e-6)
+
+
+def test_dreamerv3_discount_is_the_authors_one_minus_one_over_horizon_333():
+    assert load_config(['dreamerv3']).imag.discount == 1 - 1 / 333
