@@ -155,8 +155,11 @@ def gumbel_argmax(logits, seed):
 class OneHot:
     """One-hot categorical with straight-through gradients (DreamerV2, sec. 2, alg. 1).
 
-    A sample is the one-hot of a drawn class plus `probs - stop_gradient(probs)`,
-    whose value is the one-hot and whose gradient is that of the probabilities.
+    A sample is the one-hot of a drawn class plus `(probs - stop_gradient(probs))`,
+    exactly the one-hot in value (the bracket is zero) with the gradient of the
+    probabilities. The mode is the one-hot of the most likely class with no gradient,
+    as tfd.OneHotCategorical's in the authors' code (danijar/dreamerv3 2023 jaxutils.py
+    `OneHotDist`; their learned initial state takes this mode, nets.py `get_stoch`).
     Pass logits already mixed with `unimix_logits` for DreamerV3's 1% mix.
     """
 
@@ -164,15 +167,12 @@ class OneHot:
         self.logits = tf.cast(logits, tf.float32)
         self.probs = tf.nn.softmax(self.logits)
 
-    def _straight_through(self, index):
-        onehot = tf.one_hot(index, self.logits.shape[-1])
-        return onehot + self.probs - sg(self.probs)
-
     def sample(self, seed):
-        return self._straight_through(gumbel_argmax(self.logits, seed))
+        onehot = tf.one_hot(gumbel_argmax(self.logits, seed), self.logits.shape[-1])
+        return onehot + (self.probs - sg(self.probs))
 
     def mode(self):
-        return self._straight_through(tf.argmax(self.logits, -1, output_type=tf.int32))
+        return tf.one_hot(tf.argmax(self.logits, -1, output_type=tf.int32), self.logits.shape[-1])
 
     def log_prob(self, onehot):
         return tf.reduce_sum(tf.cast(onehot, tf.float32) * tf.nn.log_softmax(self.logits), -1)
