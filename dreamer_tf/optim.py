@@ -20,8 +20,6 @@ loss is multiplied by a dynamic scale that halves after a non-finite step
 and doubles after `growth_interval` finite ones.
 """
 
-import re
-
 import tensorflow as tf
 
 
@@ -37,7 +35,6 @@ class Adam(tf.Module):
         eps=1e-8,
         clip=0.0,
         wd=0.0,
-        wd_pattern=r'(^|/)w:\d+$',
         eps_form='keras',
         beta1=0.9,
         beta2=0.999,
@@ -54,9 +51,6 @@ class Adam(tf.Module):
         self.lr, self.eps, self.clip, self.wd = lr, eps, clip, wd
         self.eps_form = eps_form
         self.beta1, self.beta2 = beta1, beta2
-        # Decay only weight matrices and kernels (`w`), not biases or norm scales,
-        # as danijar/dreamerv2's `wd_pattern: kernel`.
-        self.decayed = [bool(re.search(wd_pattern, v.name)) for v in self.params]
         with self.name_scope:
             self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name='m') for v in self.params]
             self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name='v') for v in self.params]
@@ -110,11 +104,13 @@ class Adam(tf.Module):
         lr = self.lr * tf.sqrt(correct2) / correct1
         # optax's m_hat / (sqrt(v_hat) + eps) equals this form with eps * sqrt(1 - b2^t).
         eps = self.eps if self.eps_form == 'keras' else self.eps * tf.sqrt(correct2)
-        for var, g, m, v, decay in zip(self.params, grads, self.m, self.v, self.decayed):
+        for var, g, m, v in zip(self.params, grads, self.m, self.v):
             m.assign(self.beta1 * m + (1 - self.beta1) * g)
             v.assign(self.beta2 * v + (1 - self.beta2) * tf.square(g))
-            if self.wd and decay:
-                # danijar/dreamerv2 common/other.py: var <- (1 - wd) var, not lr-scaled.
+            if self.wd:
+                # danijar/dreamerv2 common/tfutils.py `Optimizer._apply_weight_decay`:
+                # var <- (1 - wd) var before the Adam step, not lr-scaled, on every
+                # variable (its default wd_pattern '.*': biases and norm scales too).
                 var.assign((1 - self.wd) * var)
             var.assign_sub(lr * m / (tf.sqrt(v) + eps))
         return tf.constant(True)

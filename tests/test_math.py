@@ -279,14 +279,16 @@ def test_adam_clip_and_loss_scale():
     assert opt.scale.numpy() == pytest.approx(scale / 2)  # halved after overflow
 
 
-def test_weight_decay_only_on_weights():
+def test_weight_decay_on_every_variable_before_the_step():
+    # danijar/dreamerv2 Optimizer: var <- (1 - wd) var on every variable (wd_pattern '.*'),
+    # then Adam. With lr 0 only the decay shows.
     layer = nn.Linear(2, 2)
     layer.b.assign([1.0, 1.0])
     w_before = layer.w.numpy().copy()
     opt = Adam([layer.w, layer.b], lr=0.0, wd=0.5)
     opt.apply([tf.zeros_like(layer.w), tf.zeros_like(layer.b)])
     np.testing.assert_allclose(layer.w.numpy(), 0.5 * w_before, rtol=1e-6)
-    np.testing.assert_allclose(layer.b.numpy(), [1.0, 1.0])
+    np.testing.assert_allclose(layer.b.numpy(), [0.5, 0.5])
 
 
 @pytest.mark.parametrize('preset, prior_grad', [
