@@ -537,3 +537,25 @@ def test_values_the_code_would_take_silently_are_refused(overrides, message):
         load_config(['dreamerv3'], overrides)
     # Without a slow regulariser or slow returns, no slow critic is a valid setting.
     load_config(['dreamerv3'], {'critic.slow_update_every': 0, 'critic.slow_reg': 0.0})
+
+
+@pytest.mark.parametrize('suite, transform', [
+    ('gym', 'tanh'), ('atari', 'tanh'), ('crafter', 'tanh'),   # danijar/dreamerv2 defaults
+    ('dmc_proprio', 'identity'), ('dmc_vision', 'identity'),   # its dmc blocks
+    ('minatar', 'identity'),                                   # RajGhugare19/dreamerv2
+])
+def test_dreamerv2_reward_transform_per_suite(suite, transform):
+    for algo in ('dreamerv2', 'dreamingv2'):
+        assert load_config([algo, suite]).reward_transform == transform, (algo, suite)
+
+
+def test_dreamerv2_crafter_block_is_the_authors():
+    # danijar/dreamerv2 configs.yaml `crafter`: discount 0.999, lrs 1e-4, actor_ent 3e-3,
+    # `.*\.norm: layer`, over the defaults' 1024-unit RSSM.
+    config = load_config(['dreamerv2', 'crafter'])
+    assert config.imag.discount == 0.999 and config.actor.entropy == 3e-3
+    assert (config.model_opt.lr, config.actor_opt.lr, config.critic_opt.lr) == (1e-4,) * 3
+    norms = {key: config[key].norm for key in
+             ('encoder', 'decoder', 'rssm', 'reward_head', 'cont_head', 'actor', 'critic')}
+    assert set(norms.values()) == {'layer'} and config.rssm.gru_norm
+    assert (config.rssm.deter, config.rssm.hidden) == (1024, 1024)
