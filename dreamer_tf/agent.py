@@ -200,19 +200,20 @@ class Agent(tf.Module):
         """Recurrent policy state: (RSSM latent, previous action)."""
         return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))
 
-    def policy(self, obs, state, explore=True, env_steps=0, noise=True):
+    def policy(self, obs, state, explore=True, env_steps=0, noise=True, sample_latent=False):
         """obs: dict of [N, ...] arrays incl. `is_first`; returns (action [N, A], new state).
 
         With `explore`, the latent and the action are sampled, and with `noise`
         the action is then perturbed by the exploration noise at `env_steps`
         (`exploration`), if the config has any. Without `noise` this is
-        DreamerV3's evaluation policy (`run.eval_policy: sample`).
+        DreamerV3's evaluation policy (`run.eval_policy: sample`). Without
+        `explore`, `sample_latent` samples the latent only (`sample_latent`).
         """
         amount = None
         if explore and noise and self.config.run.expl_noise:
             amount = tf.constant(self.exploration(env_steps), tf.float32)
         return self._policy(self._obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0], explore,
-                            amount)
+                            amount, sample_latent)
 
     def _obs_tensors(self, obs):
         return {
@@ -259,13 +260,14 @@ class Agent(tf.Module):
             return float(run.expl_noise)
         return float(max(run.expl_min, run.expl_noise - env_steps / run.expl_decay))
 
-    def policy_step(self, obs, state, seed, explore, noise=None):
+    def policy_step(self, obs, state, seed, explore, noise=None, sample_latent=False):
         """The policy step `policy` compiles, with an explicit seed: also traced by
         the exporter (export/policy.py), so exported and evaluated policies agree.
 
         `noise` (a scalar tensor, or None for none) is the exploration amount,
-        applied only when `explore`: the exporter leaves it out."""
-        latent, seed_act, seed_noise = self._observe(obs, state, seed, explore)
+        applied only when `explore`: the exporter leaves it out. `sample_latent`
+        samples the posterior also when not exploring (the V1/V2/PlaNet evaluation)."""
+        latent, seed_act, seed_noise = self._observe(obs, state, seed, explore or sample_latent)
         if self.behavior is None:
             # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
             reward = lambda feat: self.wm.reward(feat).mean()
@@ -280,13 +282,14 @@ class Agent(tf.Module):
             action = tf.clip_by_value(action, -1.0, 1.0)
         return action, (latent, action)
 
-    def _observe(self, obs, state, seed, explore):
-        """The policies' filter step: (posterior latent, action seed, noise seed)."""
+    def _observe(self, obs, state, seed, sample):
+        """The policies' filter step: (posterior latent, action seed, noise seed); the
+        latent is sampled with `sample`, else the posterior's mode."""
         latent, prev_action = state
         seed_obs, seed_act, seed_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         seed_pre = tf.random.fold_in(seed, PREPROCESS_STREAM)
         embed = self.wm.encoder(self.wm.preprocess(obs, seed_pre, augment=False))
-        latent = self.posterior(latent, prev_action, embed, obs['is_first'], seed_obs, explore)
+        latent = self.posterior(latent, prev_action, embed, obs['is_first'], seed_obs, sample)
         return latent, seed_act, seed_noise
 
     def posterior(self, latent, prev_action, embed, is_first, seed, explore):

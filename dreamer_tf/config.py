@@ -26,9 +26,11 @@ __all__ = ['Config', 'ConfigError', 'load_config', 'parse_args']
 DEFAULT_PATH = Path(__file__).resolve().parent / 'configs.yaml'
 # run.eval_policy: `mode` acts on the posterior's and the actor's modes (a
 # deterministic evaluation); `sample` draws both without exploration noise, as
-# DreamerV3's code does (agent.py, policy(mode='eval')). The V1/V2 code samples
-# the posterior and takes the actor's mode, which is neither.
-EVAL_POLICIES = ('mode', 'sample')
+# DreamerV3's code does (agent.py, policy(mode='eval')); `sample_latent` draws the
+# posterior and takes the actor's mode (PlaNet's plan mean), as the V1, V2 and PlaNet
+# code evaluate (danijar/dreamer policy(training=False), danijar/dreamerv2
+# eval_state_mean False, planet control/planning.py).
+EVAL_POLICIES = ('mode', 'sample', 'sample_latent')
 
 _SCALARS = (bool, int, float, str, type(None))
 # Value ranges of numeric keys (dotted-key patterns), checked after composition

@@ -34,8 +34,8 @@ FIELDS = {'name': str, 'algo': str, 'task': str, 'command': str, 'commit': str, 
 OPTIONAL = {'curve': dict, 'paper': dict, 'note': str}
 SCORE = ('env_steps', 'mean', 'std', 'episodes', 'policy')
 # `eval --json` names the policy by what it did; records by `--policy` / `run.eval_policy`.
-POLICIES = {'deterministic': 'mode', 'sampled': 'sample', 'planned': 'plan',
-            'uniform-random': 'random'}
+POLICIES = {'deterministic': 'mode', 'sampled': 'sample', 'latent-sampled': 'sample_latent',
+            'planned': 'plan', 'uniform-random': 'random'}
 
 
 class RecordError(ValueError):

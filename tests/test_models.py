@@ -336,3 +336,18 @@ def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
     assert (float(tape.gradient(out, raw)[0, 0]) == 0.0) == bool(dead)
     if preset == 'dreamerv1':  # std 5 (the preset's init_std): the density peaks at the bounds
         np.testing.assert_array_equal(actor.dist_from(raw).mode().numpy()[0], [-1.0, 1.0])
+
+
+@pytest.mark.parametrize('preset', ['dreamerv1', 'dreamerv2'])
+def test_sample_latent_evaluation_draws_the_posterior_and_acts_on_the_actor_mode(preset):
+    # run.eval_policy sample_latent: the V1/V2/PlaNet code's evaluation.
+    agent = Agent({'vector': Space((4,), np.float32)}, ActSpace(False, 2),
+                  load_config([preset, 'debug'], {'jit': 'off'}))
+    obs = {'vector': np.ones((2, 4), np.float32), 'is_first': np.ones(2, bool)}
+    first = lambda **kw: agent.policy(obs, agent.initial_state(2), explore=False, **kw)
+    (_, (mode_a, _)), (_, (mode_b, _)) = first(), first()
+    np.testing.assert_array_equal(mode_a['stoch'].numpy(), mode_b['stoch'].numpy())
+    (action, (drawn_a, _)), (_, (drawn_b, _)) = first(sample_latent=True), first(sample_latent=True)
+    assert not np.allclose(drawn_a['stoch'].numpy(), drawn_b['stoch'].numpy())
+    actor_mode = agent.behavior.actor(agent.wm.rssm.feat(drawn_a)).mode()
+    np.testing.assert_allclose(action.numpy(), np.clip(actor_mode.numpy(), -1, 1), atol=1e-6)

@@ -162,7 +162,7 @@ def test_a_malformed_protocol_names_file_and_field(tmp_path):
     path.write_text(text.replace('eval_policy: sample', 'eval_policy: greedy'))
     with pytest.raises(reference.ReferenceDataError,
                        match=r"bad.yaml: dreamerv3: protocol: eval_policy must be one of "
-                             r"\('mode', 'sample'\) or null, got 'greedy'"):
+                             r"\('mode', 'sample', 'sample_latent'\) or null, got 'greedy'"):
         reference._read_file(path)
 
 

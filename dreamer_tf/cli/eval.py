@@ -38,7 +38,8 @@ def parse(argv):
     parser.add_argument('--checkpoint', default=None, help='checkpoint path (default: latest)')
     parser.add_argument('--episodes', type=int, default=10)
     parser.add_argument('--policy', choices=(*EVAL_POLICIES, 'plan', 'random'), default=None,
-                        help="modes, or latent and action drawn without exploration noise "
+                        help="modes, or latent and action drawn without exploration noise, "
+                        "or the latent drawn and the actor's mode (V1/V2/PlaNet) "
                         "(default: the run's run.eval_policy), or CEM planning over the "
                         "world model and critic (--plan_*), or the uniform-random "
                         "actions of prefill, seeded with --seed (a baseline)")
@@ -193,8 +194,8 @@ def main(argv=None):
     finally:
         envs.close()
     returns = np.array([r['return'] for r in results])
-    mode = {'mode': 'deterministic', 'sample': 'sampled', 'plan': 'planned',
-            'random': 'uniform-random'}[policy]
+    mode = {'mode': 'deterministic', 'sample': 'sampled', 'sample_latent': 'latent-sampled',
+            'plan': 'planned', 'random': 'uniform-random'}[policy]
     if random:
         print(f'{config.task}: the uniform-random policy (action seed {seed})')
     elif policy == 'plan':

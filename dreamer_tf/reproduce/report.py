@@ -23,6 +23,7 @@ from dreamer_tf.fileio import write_atomic
 POLICY_WORDS = {
     'mode': 'posterior and actor modes',
     'sample': 'latent and action sampled',
+    'sample_latent': "latent sampled, actor's mode",
 }
 
 

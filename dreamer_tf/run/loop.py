@@ -188,12 +188,13 @@ def check_eval_policy(policy):
 def evaluate(agent, envs, episodes, policy='mode', record=False, guard=contextlib.nullcontext):
     """Runs `episodes` episodes of the agent's policy on a BatchEnv (see `play`).
 
-    `policy` is one of EVAL_POLICIES: the modes, or latent and action sampled
-    without the exploration noise.
+    `policy` is one of EVAL_POLICIES: the modes, latent and action sampled without
+    the exploration noise, or the latent sampled and the actor's mode.
     """
     check_eval_policy(policy)
-    explore = policy == 'sample'
-    act = lambda obs, state: agent.policy(obs, state, explore=explore, noise=False)
+    explore, sample_latent = policy == 'sample', policy == 'sample_latent'
+    act = lambda obs, state: agent.policy(obs, state, explore=explore, noise=False,
+                                          sample_latent=sample_latent)
     return play_agent(agent, envs, episodes, act, record, guard)
 
 
