@@ -146,20 +146,22 @@ class Actor(tf.Module):
         That is the mode for trunc_normal and normal, and tanh(loc) for
         tanh_normal, whose mode reaches the bounds whenever its std is large.
         `actor_mode_abs`: its mean |.|. `actor_dead`: the fraction of action
-        dimensions where it is exactly +-1 in float32, where the gradient of
-        tanh, 1 - tanh^2, is exactly 0: the actor's loss cannot move such a
-        mean back, only a change of the world model's features can (the
-        trunc_normal and normal means are unbounded before the tanh;
-        tanh_normal's 5 tanh(mu / 5) bound keeps it out of that zone).
+        dimensions whose mean sits where a tanh is exactly +-1 in float32, so
+        that its gradient, 1 - tanh^2, is exactly 0: the actor's loss cannot
+        move such a mean back, only a change of the world model's features can.
+        That tanh is the squashing one for trunc_normal and normal (their means
+        are unbounded before it), and the inner one of tanh_normal's
+        5 tanh(mu / 5), saturated when the mean reaches 5 (|mu| of about 50).
         `actor_std`: the mean std of the Normal before squashing or
         truncation. Without an entropy bonus (V1) it can fall to `min_std`,
         and a squashed mean at the bound with such a std is a deterministic
         bang-bang policy whose samples equal its mode.
         """
         mode = sg(tf.tanh(dist.loc) if self.kind == 'tanh_normal' else dist.loc)
+        bound = sg(tf.abs(dist.loc) / 5.0 if self.kind == 'tanh_normal' else tf.abs(mode))
         return {
             'actor_mode_abs': tf.reduce_mean(tf.abs(mode)),
-            'actor_dead': tf.reduce_mean(tf.cast(tf.abs(mode) >= 1.0, tf.float32)),
+            'actor_dead': tf.reduce_mean(tf.cast(bound >= 1.0, tf.float32)),
             'actor_std': tf.reduce_mean(sg(dist.std)),
         }
 

@@ -338,6 +338,19 @@ def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
         np.testing.assert_array_equal(actor.dist_from(raw).mode().numpy()[0], [-1.0, 1.0])
 
 
+def test_dreamerv1_actor_is_dead_where_its_inner_tanh_saturates():
+    # 5 tanh(mu / 5) is exactly -5 in float32 at mu = -100: no gradient reaches mu.
+    from dreamer_tf.behavior import Actor
+
+    actor = Actor(4, ActSpace(False, 2), load_config(['dreamerv1', 'debug']).actor)
+    raw = tf.constant([[-100.0, 0.0, 0.0, 0.0]])
+    assert float(actor.saturation(actor.dist_from(raw))['actor_dead']) == 0.5
+    with tf.GradientTape() as tape:
+        tape.watch(raw)
+        loc = tf.reduce_sum(actor.dist_from(raw).loc[:, 0])
+    assert float(tape.gradient(loc, raw)[0, 0]) == 0.0
+
+
 @pytest.mark.parametrize('preset', ['dreamerv1', 'dreamerv2'])
 def test_sample_latent_evaluation_draws_the_posterior_and_acts_on_the_actor_mode(preset):
     # run.eval_policy sample_latent: the V1/V2/PlaNet code's evaluation.
