@@ -54,6 +54,7 @@ _RANGES = (
 _CHOICES = (
     (('*.norm',), ('layer', 'none')),
     (('imag.cont',), ('mode', 'mean')),
+    (('run.replay_sampling',), ('steps', 'episodes')),
 )
 _TRUE = ('true', 'yes', '1')
 _FALSE = ('false', 'no', '0')

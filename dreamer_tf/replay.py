@@ -12,6 +12,13 @@ DreamerV3's replay does (danijar/dreamerv3 ``embodied/replay``: a sequence
 becomes sampleable as soon as its last step is added), so the newest
 behaviour is trained on before its episode ends. PlaNet, DreamerV1 and
 DreamerV2 loaded finished episodes only.
+
+With ``sampling='episodes'`` a sequence is drawn as DreamerV2's replay draws it
+(danijar/dreamerv2 common/replay.py ``_sample_sequence``): an episode of at least
+``seq_len`` steps uniformly, then a start inside it, uniform over its
+``n - seq_len + 1`` starts or, with ``prioritize_ends``, over ``n + 1`` draws
+clipped to the last start, which so takes ``seq_len + 1`` of them; the sequence
+begins with ``is_first``.
 """
 
 import bisect
@@ -26,6 +33,7 @@ import warnings
 import numpy as np
 
 REQUIRED_KEYS = ('action', 'reward', 'is_first', 'is_last', 'is_terminal')
+SAMPLINGS = ('steps', 'episodes')
 FLAG_KEYS = ('is_first', 'is_last', 'is_terminal')
 
 # {UTC time with microseconds}-{uuid4 hex}-{length}.npz: sorts by write time.
@@ -56,11 +64,17 @@ class Replay:
     from them after releasing the lock.
     """
 
-    def __init__(self, directory, capacity, seq_len, batch_size, seed=0, ongoing=False):
+    def __init__(self, directory, capacity, seq_len, batch_size, seed=0, ongoing=False,
+                 sampling='steps', prioritize_ends=False):
         if capacity < 1 or seq_len < 1 or batch_size < 1:
             raise ValueError(
                 f'capacity, seq_len and batch_size must be >= 1, got '
                 f'{capacity}, {seq_len}, {batch_size}.')
+        if sampling not in SAMPLINGS or (prioritize_ends and sampling != 'episodes'):
+            raise ValueError(f'sampling must be one of {SAMPLINGS} (prioritize_ends needs '
+                             f"'episodes'), got {sampling!r}, prioritize_ends={prioritize_ends}")
+        self._sampling, self._prioritize_ends = sampling, bool(prioritize_ends)
+        self._warned_short = False
         self._directory = pathlib.Path(directory)
         self._directory.mkdir(parents=True, exist_ok=True)
         self._capacity = int(capacity)
@@ -90,6 +104,8 @@ class Replay:
     def can_sample(self):
         """Whether ``sample`` has a sequence to draw."""
         with self._lock:
+            if self._sampling == 'episodes':
+                return bool(self._long_episodes())
             return bool(self._start_positions()[2][-1] > 0)
 
     @property
@@ -158,6 +174,8 @@ class Replay:
         with ``ongoing``, the ``n - seq_len + 1`` positions of each episode in
         progress that has ``n >= seq_len`` steps.
         """
+        if self._sampling == 'episodes':
+            return self._sample_in_episodes()
         batch, length = self._batch_size, self._seq_len
         with self._lock:
             stored, partial, bounds = self._start_positions()
@@ -187,6 +205,34 @@ class Replay:
             for key, array in out.items():
                 array[row] = np.stack(steps[key])
         return out
+
+    def _sample_in_episodes(self):
+        """DreamerV2's sampling (module docstring): each row from one episode."""
+        length = self._seq_len
+        with self._lock:
+            episodes = self._long_episodes()
+            if not episodes:
+                raise ValueError(f'Cannot sample: no episode has seq_len={length} steps yet.')
+            picks = self._rng.integers(0, len(episodes), size=self._batch_size)
+            rows = []
+            for pick in picks:
+                episode = episodes[pick]
+                total = len(episode['is_first'])
+                upper = total - length + 1 + (length if self._prioritize_ends else 0)
+                start = min(int(self._rng.integers(upper)), total - length)
+                rows.append({k: v[start:start + length] for k, v in episode.items()})
+        out = {key: np.stack([np.asarray(row[key]) for row in rows]) for key in rows[0]}
+        out['is_first'][:, 0] = True
+        return out
+
+    def _long_episodes(self):
+        """Under the lock: the stored (and, with ``ongoing``, the in-progress) episodes
+        that hold a sequence, as mappings of key to an array or a list of steps."""
+        episodes = [e for e in self._episodes if len(e['is_first']) >= self._seq_len]
+        if self._ongoing:
+            episodes += [steps for steps in self._partial.values()
+                         if len(steps['is_first']) >= self._seq_len]
+        return episodes
 
     def dataset(self, prefetch=2):
         """Endless ``tf.data.Dataset`` of ``sample()`` batches.
@@ -319,6 +365,13 @@ class Replay:
 
     def _store(self, episode):
         """Appends a finished episode and evicts the oldest beyond capacity."""
+        length = len(episode['is_first'])
+        if self._sampling == 'episodes' and length < self._seq_len and not self._warned_short:
+            self._warned_short = True
+            warnings.warn(
+                f'an episode of {length} steps is shorter than run.batch_length '
+                f'{self._seq_len}; replay_sampling episodes (DreamerV2) never samples it. Lower '
+                '--run.batch_length or set --run.replay_sampling steps.', stacklevel=2)
         for array in episode.values():
             array.setflags(write=False)
         start = self._ends[-1] if self._ends else self._begin

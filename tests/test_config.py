@@ -559,3 +559,15 @@ def test_dreamerv2_crafter_block_is_the_authors():
              ('encoder', 'decoder', 'rssm', 'reward_head', 'cont_head', 'actor', 'critic')}
     assert set(norms.values()) == {'layer'} and config.rssm.gru_norm
     assert (config.rssm.deter, config.rssm.hidden) == (1024, 1024)
+
+
+def test_dreamerv2_replay_samples_episodes_with_ends_prioritised_but_on_dm_control():
+    # danijar/dreamerv2: replay.prioritize_ends True in defaults, False in its dmc blocks.
+    run = load_config(['dreamerv2', 'atari']).run
+    assert (run.replay_sampling, run.prioritize_ends) == ('episodes', True)
+    run = load_config(['dreamerv2', 'dmc_vision']).run
+    assert (run.replay_sampling, run.prioritize_ends) == ('episodes', False)
+    run = load_config(['dreamerv3', 'atari']).run
+    assert (run.replay_sampling, run.prioritize_ends) == ('steps', False)
+    with pytest.raises(ConfigError, match='run.replay_sampling must be one of steps, episodes'):
+        load_config(['dreamerv3'], {'run.replay_sampling': 'uniform'})

@@ -385,3 +385,46 @@ def test_sampling_in_a_thread_while_adding(tmp_path, ongoing):
     thread.join()
     assert not errors
     assert replay.num_steps <= 60
+
+
+def _starts(replay, draws):
+    """The first step's count of `draws` sampled rows (make_step counts)."""
+    return np.concatenate([replay.sample()['reward'][:, 0] for _ in range(draws)]).astype(int)
+
+
+def test_episode_sampling_stays_in_one_episode_and_draws_episodes_uniformly(tmp_path):
+    # danijar/dreamerv2 replay: an episode uniformly, whatever its length, then a start in it.
+    replay = Replay(tmp_path, 1000, 4, 500, seed=0, sampling='episodes')
+    add_episode(replay, 10, 0)      # counts 0..9
+    add_episode(replay, 100, 100)   # counts 100..199
+    batch = replay.sample()
+    assert batch['is_first'][:, 0].all() and not batch['is_first'][:, 1:].any()
+    # Consecutive counts: no row runs from one episode into the next.
+    assert (np.diff(batch['reward'], axis=1) == 1).all()
+    starts = _starts(replay, 4)
+    short = starts < 100
+    assert abs(short.mean() - 0.5) < 0.04
+    assert set(starts[short]) == set(range(7)) and set(starts[~short]) == set(range(100, 197))
+
+
+def test_prioritize_ends_gives_the_last_start_length_plus_one_draws(tmp_path):
+    # n = 10, length 4: draws uniform over 0..10 clipped to 6, so start 6 takes 5 of 11.
+    replay = Replay(tmp_path, 1000, 4, 1000, seed=1, sampling='episodes', prioritize_ends=True)
+    add_episode(replay, 10, 0)
+    frequency = np.bincount(_starts(replay, 11), minlength=7) / 11000
+    np.testing.assert_allclose(frequency, [1 / 11] * 6 + [5 / 11], atol=0.012)
+    plain = Replay(tmp_path / 'plain', 1000, 4, 1000, seed=1, sampling='episodes')
+    add_episode(plain, 10, 0)
+    np.testing.assert_allclose(np.bincount(_starts(plain, 7), minlength=7) / 7000, [1 / 7] * 7,
+                               atol=0.012)
+
+
+def test_episode_sampling_names_episodes_too_short_to_sample(tmp_path):
+    replay = Replay(tmp_path, 1000, 8, 2, sampling='episodes')
+    with pytest.warns(UserWarning, match='shorter than run.batch_length 8'):
+        add_episode(replay, 5, 0)
+    assert not replay.can_sample
+    with pytest.raises(ValueError, match='no episode has seq_len=8'):
+        replay.sample()
+    with pytest.raises(ValueError, match='prioritize_ends needs'):
+        Replay(tmp_path / 'x', 1000, 8, 2, prioritize_ends=True)

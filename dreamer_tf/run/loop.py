@@ -464,6 +464,8 @@ def _train(config, logdir, envs, eval_envs):
         run.batch_size,
         seed=config.seed,
         ongoing=run.replay_ongoing,
+        sampling=run.replay_sampling,
+        prioritize_ends=run.prioritize_ends,
     )
     agent = Agent(envs.obs_space, envs.act_space, config)
     counters = Counters()
