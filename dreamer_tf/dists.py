@@ -172,7 +172,10 @@ class OneHot:
         return onehot + (self.probs - sg(self.probs))
 
     def mode(self):
-        return tf.one_hot(tf.argmax(self.logits, -1, output_type=tf.int32), self.logits.shape[-1])
+        onehot = tf.one_hot(tf.argmax(self.logits, -1, output_type=tf.int32), self.logits.shape[-1])
+        # Zero in value and gradient, but NaN for a NaN or inf logit: a poisoned state
+        # then stays visible instead of passing as class 0 (the runtime refuses it).
+        return onehot + sg(0.0 * tf.reduce_sum(self.logits, -1, keepdims=True))
 
     def log_prob(self, onehot):
         return tf.reduce_sum(tf.cast(onehot, tf.float32) * tf.nn.log_softmax(self.logits), -1)

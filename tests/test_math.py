@@ -172,6 +172,8 @@ def test_straight_through_gradient():
     )
     # The mode has no gradient (the authors' tfd mode), and is the most likely class.
     assert tape.gradient(mode, logits) is None and mode.numpy() == 3.0
+    # A NaN logit makes the mode NaN, not the one-hot of class 0.
+    assert np.isnan(dists.OneHot(tf.constant([[0.0, np.nan, 1.0]])).mode().numpy()).all()
 
 
 def test_unimix():

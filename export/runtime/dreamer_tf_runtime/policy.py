@@ -23,8 +23,9 @@ which may hold `is_first`).
 The first step after `reset()` starts an episode, as does `step(obs,
 is_first=True)`; the state is then set to the initial state, exactly, whatever it
 held. A NaN or infinite observation raises ObservationError (`nonfinite='allow'`
-passes it on), and an action that is not finite raises NonFiniteActionError rather
-than reaching the env.
+passes it on), and an action or a recurrent state that is not finite raises
+NonFiniteActionError rather than reaching the env (a discrete action, the one-hot
+of an arg max, stays finite when the state behind it is not).
 """
 
 from pathlib import Path
@@ -36,7 +37,7 @@ from dreamer_tf_runtime.observations import ObservationError
 
 
 class NonFiniteActionError(FloatingPointError):
-    """The policy computed an action that is NaN or infinite."""
+    """The policy computed an action or a recurrent state that is NaN or infinite."""
 
 
 class Policy:
@@ -100,12 +101,12 @@ class Policy:
             inputs[key] = self._noise((rows, *spec['shape']), spec['dist'])
         out = self.engine(inputs)
         action = np.asarray(out['action'])
-        if not np.isfinite(action).all():
+        state = {'deter': np.asarray(out['next_deter']), 'stoch': np.asarray(out['next_stoch'])}
+        if not all(np.isfinite(x).all() for x in (action, *state.values())):
             raise NonFiniteActionError(
-                'the policy computed a non-finite action; check the observations since the '
-                "episode start (Policy(..., nonfinite='allow') lets NaN or inf in)")
-        self.state = {'deter': np.asarray(out['next_deter']),
-                      'stoch': np.asarray(out['next_stoch']), 'prev_action': action}
+                'the policy computed a non-finite action or state; check the observations '
+                "since the episode start (Policy(..., nonfinite='allow') lets NaN or inf in)")
+        self.state = {**state, 'prev_action': action}
         self._started[:] = True
         return action if self.batch_size else action[0]
 
