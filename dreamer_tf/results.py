@@ -16,7 +16,8 @@ rebuilt from it:
     paper: {value: 840, source: ...}      # optional: the published number to compare with
     note: ...                             # optional, one line
 
-`dreamer-tf results add` writes one from a run directory and `dreamer-tf eval --json`.
+`dreamer-tf results add` writes one from a run directory and `dreamer-tf eval --json`;
+`dreamer-tf results --plot curves.png` draws their learning curves.
 """
 
 import io
@@ -87,6 +88,25 @@ def table(records):
             f'{score["mean"]:.1f} ± {score["std"]:.1f} ({score["episodes"]}) | {paper} | '
             f'[{r["name"]}](results/{r["name"]}.yaml) |')
     return '\n'.join(lines) + '\n'
+
+
+def plot(records, path):
+    """The records' learning curves, one panel per task, with the paper's score marked."""
+    from dreamer_tf.reproduce import plots
+
+    panels = {}
+    for r in records:
+        panel = panels.setdefault(r['task'], plots.Panel(r['task']))
+        if 'curve' in r:
+            steps, values = zip(*r['curve']['points'])
+        else:  # no curve kept: the score alone
+            steps, values = [r['score']['env_steps']], [r['score']['mean']]
+        panel.series.append(plots.Series(r['name'], [(steps, values)]))
+        if 'paper' in r:
+            panel.points.append(plots.Points(
+                r['algo'], [r['score']['env_steps']], [r['paper']['value']], [None]))
+    plots.plot(path, list(panels.values()))
+    return path
 
 
 def from_run(logdir, name, command, evaluation, machine, commit=None):

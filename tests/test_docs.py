@@ -95,8 +95,9 @@ def test_results_add_records_a_run_and_its_evaluation(tmp_path, capsys):
     assert record['score'] == {'env_steps': 2345, 'mean': 30.0, 'std': round(np.std(returns), 2),
                                'episodes': 3, 'policy': 'sample'}
     assert (record['seed'], record['commit']) == (3, 'abc1234')
-    results_cli.main(['--folder', str(tmp_path / 'results')])
+    results_cli.main(['--folder', str(tmp_path / 'results'), '--plot', str(tmp_path / 'c.png')])
     assert '| dreamerv3 | `gym_CartPole-v1` | 2,345 | 30.0 ± 8.2 (3) |' in capsys.readouterr().out
+    assert (tmp_path / 'c.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_no_file_points_outside_the_repository():

@@ -2,6 +2,7 @@
 the record of a run.
 
     dreamer-tf results                       # the Markdown table README.md shows
+    dreamer-tf results --plot curves.png     # and the records' learning curves
     dreamer-tf eval --logdir runs/cartpole --episodes 10 --json eval.json
     dreamer-tf results add --logdir runs/cartpole --eval eval.json --name dreamerv3-cartpole \\
         --command "dreamer-tf train --configs dreamerv3 gym cpu --logdir runs/cartpole"
@@ -16,6 +17,8 @@ from dreamer_tf import results
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--folder', default='results', help='where the records are')
+    parser.add_argument('--plot', help="also draw the records' learning curves into this PNG "
+                        "(needs pip install '.[plot]')")
     commands = parser.add_subparsers(dest='action')
     add = commands.add_parser('add', help="write results/<name>.yaml from a run and its eval")
     add.add_argument('--logdir', required=True, help='the run directory (config.yaml, metrics)')
@@ -34,7 +37,10 @@ def main(argv=None):
                                       args.machine, args.commit)
             print(f'Wrote {results.write(record, args.folder)}')
         else:
-            print(results.table(results.load(args.folder)), end='')
+            records = results.load(args.folder)
+            print(results.table(records), end='')
+            if args.plot:
+                print(f'Curves: {results.plot(records, args.plot)}')
     except (results.RecordError, OSError, KeyError) as error:
         sys.exit(f'results error: {error}')
 
