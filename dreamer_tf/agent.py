@@ -244,7 +244,7 @@ class Agent(tf.Module):
         discount = self.config.imag.discount
 
         def step(obs, state, seed):
-            latent, seed_act, _ = self._observe(obs, state, seed, explore=False)
+            latent, seed_act, _ = self._observe(obs, state, seed, sample=False)
             action = planner(self.wm.rssm, reward, latent, seed_act, value, discount)
             return action, (latent, action)
 

@@ -162,7 +162,8 @@ def test_update_schedules():
 def test_an_unknown_evaluation_policy_fails_before_training(tmp_path):
     config = load_config(['dreamerv3', 'gym', 'debug'],
                          {'run.eval_policy': 'greedy', 'logdir': str(tmp_path / 'run')})
-    with pytest.raises(ValueError, match=r"run.eval_policy must be one of \('mode', 'sample'\)"):
+    with pytest.raises(ValueError, match=r"run.eval_policy must be one of "
+                                         r"\('mode', 'sample', 'sample_latent'\)"):
         train(config)
     assert not (tmp_path / 'run').exists()
 
