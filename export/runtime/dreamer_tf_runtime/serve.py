@@ -132,16 +132,29 @@ def run(policy, env, episodes):
     return returns
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse(argv, description):
+    """The arguments of a serve command: this module's and `dreamer-tf serve`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('model', help='the exported .onnx or .tflite file (its .json beside it)')
     parser.add_argument('--episodes', type=int, default=1)
     parser.add_argument('--seed', type=int, help="env seed (default: the run's eval seed)")
     parser.add_argument('--policy-seed', type=int, default=0, help='noise of a stochastic export')
-    parser.add_argument('--threads', type=int, help="the engine's threads")
+    parser.add_argument('--threads', type=int, help='threads of ONNX Runtime or LiteRT')
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error('--episodes must be at least 1')
+    return args
+
+
+def report(model, meta, seed, returns):
+    """Prints the returns of a serve command as one JSON line."""
+    print(json.dumps({'model': str(model), 'task': meta['task'], 'mode': meta['mode'],
+                      'seed': seed, 'returns': returns,
+                      'mean_return': sum(returns) / len(returns)}))
+
+
+def main(argv=None):
+    args = parse(argv, __doc__.split('\n')[0])
     try:
         policy = Policy(args.model, seed=args.policy_seed, threads=args.threads)
         seed = policy.meta['eval_seed'] if args.seed is None else args.seed
@@ -149,8 +162,7 @@ def main(argv=None):
     except (MetadataError, FileNotFoundError, ImportError) as error:
         sys.exit(f'cannot serve {args.model}: {error}')
     returns = run(policy, env, args.episodes)
-    print(json.dumps({'model': args.model, 'task': policy.meta['task'], 'seed': seed,
-                      'returns': returns, 'mean_return': sum(returns) / len(returns)}))
+    report(args.model, policy.meta, seed, returns)
     return returns
 
 
