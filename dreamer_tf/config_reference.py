@@ -37,6 +37,12 @@ def _flow(value):
     """A default as one would write it on the command line or in YAML."""
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, int) and abs(value) >= 100_000:
+        # 1000000 as 1e6: what one types on the command line (integral floats are taken).
+        mantissa, exponent = f'{value:e}'.split('e')
+        mantissa = mantissa.rstrip('0').rstrip('.')
+        if float(mantissa) * 10 ** int(exponent) == value:
+            return f'{mantissa}e{int(exponent)}'
     if isinstance(value, list):
         return '[' + ', '.join(_flow(item) for item in value) + ']'
     if isinstance(value, dict):
