@@ -56,8 +56,8 @@ def check(record, source):
             raise RecordError(f'{source}: {key} must be a {kind.__name__}')
     if sorted(record['score']) != sorted(SCORE):
         raise RecordError(f'{source}: score needs exactly {", ".join(SCORE)}')
-    points = record.get('curve', {'points': [[0, 0]]}).get('points')
-    if not points or any(len(point) != 2 for point in points):
+    points = record['curve'].get('points') if 'curve' in record else None
+    if 'curve' in record and (not points or any(len(point) != 2 for point in points)):
         raise RecordError(f'{source}: curve.points must be [[env steps, return], ...]')
     if 'paper' in record and set(record['paper']) != {'value', 'source'}:
         raise RecordError(f'{source}: paper needs value and source')
