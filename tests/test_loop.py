@@ -18,7 +18,7 @@ from dreamer_tf.config import ConfigError, load_config
 from dreamer_tf.envs import TaskError
 from dreamer_tf.envs.crafter import achievements as crafter_achievements
 from dreamer_tf.reproduce.scores import crafter_score, crafter_success_rates
-from dreamer_tf.run.logger import EpisodeRecords
+from dreamer_tf.run.logger import EpisodeRecords, Progress
 from dreamer_tf.run.loop import (
     CheckpointError,
     Counters,
@@ -587,6 +587,19 @@ def test_training_survives_a_killed_worker(tmp_path, monkeypatch, capfd):
     records = [r['length'] for r in read_jsonl(tmp_path / 'stats.jsonl')]
     assert steps[:len(records)] == records and len(records) > 0
     assert 1 <= len(steps) - len(records) <= 2
+
+
+def test_progress_gives_the_share_done_and_an_eta_from_the_rate_after_prefill():
+    now = [0.0]
+    progress = Progress(total=10_000, prefill=1_000, clock=lambda: now[0])
+    assert progress.text(500) == '5%'  # prefill: no rate yet
+    assert progress.text(2_000) == '20%'  # the rate is measured from here
+    now[0] = 600.0  # 1,000 steps in 10 minutes: 7,000 steps left take 70 minutes
+    assert progress.text(3_000) == '30%, ETA 1h10m'
+    now[0] = 1_140.0  # 100 steps left at 7,900 steps per 1,140 s: under a minute
+    assert progress.text(9_900) == '99%, ETA 1m'
+    assert progress.text(10_000) == '100%'
+    assert Progress(total=0, prefill=0).text(5) == '–'
 
 
 def test_logger_keeps_records_after_a_line_cut_short(tmp_path):

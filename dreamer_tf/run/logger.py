@@ -71,12 +71,43 @@ class Logger:
             tf.summary.write(tag, tensor, metadata=IMAGE_METADATA)
         self.writer.flush()
 
-    def console(self, step, metrics, fields):
-        parts = [f'{step:>9,d} steps']
+    def console(self, step, metrics, fields, progress=None):
+        """One line: the step (with `progress`, its share of the budget and an ETA) and
+        the `fields` (key, label, format) that `metrics` holds."""
+        parts = [f'{step:>9,d} steps' + (f' ({progress.text(step)})' if progress else '')]
         for key, label, fmt in fields:
             if key in metrics:
                 parts.append(f'{label} {metrics[key]:{fmt}}')
         print(' | '.join(parts), flush=True)
+
+
+class Progress:
+    """Share of a run's step budget done, and the time left at the rate of env steps
+    since the first step after prefill in this process (prefill runs no updates, so
+    its rate would promise too early an end)."""
+
+    def __init__(self, total, prefill, clock=time.monotonic):
+        self.total, self.prefill, self.clock = total, prefill, clock
+        self.start = None  # (time, step) of the first call past prefill
+
+    def text(self, step):
+        share = f'{min(step / self.total, 1.0):.0%}' if self.total else '–'
+        if step < self.prefill or step >= self.total:
+            return share
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, step)
+            return share
+        began, first = self.start
+        if step <= first:
+            return share
+        left = (self.total - step) * (now - began) / (step - first)
+        return f'{share}, ETA {_duration(left)}'
+
+
+def _duration(seconds):
+    minutes = int(round(seconds / 60))
+    return f'{minutes // 60}h{minutes % 60:02d}m' if minutes >= 60 else f'{max(minutes, 1)}m'
 
 
 def _number(value):

@@ -24,7 +24,7 @@ from dreamer_tf.envs.process import ProcessEnv, keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
 from dreamer_tf.run import checkpoint as checkpoints
 from dreamer_tf.run.checkpoint import Checkpointer, CheckpointError
-from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean
+from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean, Progress
 from dreamer_tf.run.rundir import RunLock, holds_run, move_aside
 from dreamer_tf.run.stop import Stopped, StopSignals
 from dreamer_tf.run.video import dream_frames, image_key, write_video
@@ -481,11 +481,15 @@ def _train(config, logdir, envs, eval_envs):
     )
     print(
         f'Replay holds {replay.num_steps:,} steps in {replay.num_episodes} episodes. '
-        f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}, {len(envs)} env(s).',
+        f'Precision {agent.precision}, XLA {"on" if agent.jit else "off"}, {len(envs)} env(s).'
+        f'\nCurves: tensorboard --logdir {logdir} (or {logdir / "metrics.jsonl"})'
+        + (f'\nVideos: {logdir / "videos"} and TensorBoard\'s Images tab, every '
+           f'{run.video_every:,} env steps' if run.video_every and run.eval_every else ''),
         flush=True,
     )
 
     logger = Logger(logdir)
+    progress = Progress(run.steps, run.prefill)
     records = EpisodeRecords(logdir, int(counters.env_steps.numpy()))
     train_metrics, episode_metrics = Mean(), Mean()
     dataset = None
@@ -591,7 +595,8 @@ def _train(config, logdir, envs, eval_envs):
                     logger.write(step, {
                         'eval_return': np.mean(returns), 'eval_return_std': np.std(returns),
                         'eval_episodes': len(returns), 'eval_sampled': run.eval_policy == 'sample'})
-                    logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE)
+                    logger.console(step, {'eval_return': float(np.mean(returns))}, CONSOLE,
+                                   progress)
                     if film:
                         videos_done = videos_due
                         steps = next(r['steps'] for r in results if 'steps' in r)
@@ -603,7 +608,7 @@ def _train(config, logdir, envs, eval_envs):
                     metrics.update(_rates(timer, step, count['updates']))
                     metrics['replay_steps'] = replay.num_steps
                     logger.write(step, metrics)
-                    logger.console(step, metrics, CONSOLE)
+                    logger.console(step, metrics, CONSOLE, progress)
                     warn_skipped(metrics)
                 save()
         except Stopped:
