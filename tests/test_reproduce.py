@@ -245,7 +245,8 @@ def test_evaluation_policy_is_compared_per_scored_evaluation(tmp_path):
     blocks = ['dreamerv3', 'dmc_proprio']
     # Trained with modes, its 100k checkpoint re-scored with sampled actions.
     make_run(tmp_path / 'a', blocks, 'dmc_reacher_easy', evals=[(96000, 5.0)],
-             last_step=100000, exact=[(100000, [600.0])], exact_policy='sample')
+             last_step=100000, exact=[(100000, [600.0])], exact_policy='sample',
+             overrides={'run.eval_policy': 'mode'})
     run = read_run(tmp_path / 'a')
     assert [e.policy for e in run.evals] == ['mode', 'sample']
     assert read_jsonl(run.path / CHECKPOINT_EVALS)[0]['policy'] == 'sample'
@@ -274,7 +275,8 @@ def test_evaluation_policy_is_compared_per_scored_evaluation(tmp_path):
              evals=[(5000, 1.0)])
     _, unverified = report.deviations(dreaming, 'dreamerv2', 'reacher_easy',
                                       [read_run(tmp_path / 'c')])
-    assert "evaluation policy: ours mode, paper's not stated in the reference data" in unverified
+    assert ("evaluation policy: ours sample_latent, paper's not stated in the reference data"
+            in unverified)
 
 
 def test_config_differences_are_computed_from_the_config():
