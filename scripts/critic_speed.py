@@ -4,9 +4,9 @@ The critic of `ActorCritic` (255 symlog-twohot bins, zero-initialised output),
 built from `configs.yaml` (`dreamerv3` and a size block, plus overrides), is
 trained with its own loss, slow-critic update and optimiser settings on random
 features towards one constant return, and its mean value is printed at the
-given updates. It isolates the per-update speed limit
-that `docs/learning.md` finds in the cartpole runs from the moving targets of
-training.
+given updates. It isolates the per-update speed limit that the DreamerV3
+cartpole runs show (docs/algorithms/dreamerv3.md, Findings) from the moving
+targets of training.
 
   python scripts/critic_speed.py
   python scripts/critic_speed.py --variants xs s --target 200 --updates 250 500 1000 2000

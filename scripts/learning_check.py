@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PRESETS = ('dreamerv1', 'dreamerv2', 'dreamerv3', 'dreamingv1', 'dreamingv2', 'planet')
 # DreamerV3 is not checked by default: its zero-initialised 255-bin reward head still
-# predicts about a constant after the quick schedule's 1,000 updates (README, "Learning
-# checks"); its minutes-scale check is the CartPole Quickstart.
+# predicts about a constant after the quick schedule's 1,000 updates
+# (docs/learning_checks.md); its minutes-scale check is the CartPole Quickstart.
 DEFAULT_PRESETS = ('dreamerv1', 'dreamerv2', 'dreamingv1', 'dreamingv2', 'planet')
 
 

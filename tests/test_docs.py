@@ -53,8 +53,30 @@ def test_help_config_prints_a_group_and_names_an_unknown_one(capsys):
 
 def test_readme_results_table_is_rendered_from_the_records():
     records = results.load(ROOT / 'results')
-    assert len(records) >= 5
+    assert sum(bool(r.get('headline')) for r in records) >= 5
     assert _section(ROOT / 'README.md', '<!-- results:') == results.table(records)
+
+
+def test_results_readme_and_curves_are_rendered_from_the_records():
+    folder = ROOT / 'results'
+    records, speed = results.load(folder), results.load(folder, speed=True)
+    assert speed, 'no speed records under results/speed/'
+    fresh = results.markdown(records, speed)
+    assert (folder / 'README.md').read_text() == fresh, (
+        'results/README.md is stale: run `dreamer-tf results --render`')
+    drawn = re.findall(r'\]\((curves/[^)]+\.png)\)', fresh)
+    assert drawn and all((folder / path).stat().st_size > 1000 for path in drawn)
+    assert sorted(p.relative_to(folder).as_posix() for p in (folder / 'curves').glob('*')) == (
+        sorted(drawn)), 'results/curves/ holds a PNG that no record draws'
+
+
+def test_a_speed_record_must_hold_a_full_table(tmp_path):
+    record = {'name': 'x', 'command': 'c', 'commit': 'abc', 'machine': 'm', 'title': 't',
+              'columns': ['a', 'b'], 'rows': [[1, 2], [3]]}
+    with pytest.raises(results.RecordError, match='rows must be lists of 2 cells'):
+        results.check_speed(record, 'x.yaml')
+    with pytest.raises(results.RecordError, match=r"missing fields \['title'\]"):
+        results.check_speed({k: v for k, v in record.items() if k != 'title'}, 'x.yaml')
 
 
 def test_a_bad_record_is_named_with_its_field(tmp_path):
@@ -64,6 +86,10 @@ def test_a_bad_record_is_named_with_its_field(tmp_path):
         results.check(bad, tmp_path / 'x.yaml')
     with pytest.raises(results.RecordError, match='score needs exactly'):
         results.check({**record, 'score': {'mean': 1.0}}, 'x.yaml')
+    unknown = {**record['score'], 'std': None}
+    with pytest.raises(results.RecordError, match='null only in a transcribed record'):
+        results.check({**record, 'score': unknown, 'transcribed': False}, 'x.yaml')
+    results.check({**record, 'score': unknown, 'transcribed': True}, 'x.yaml')
     (tmp_path / 'other.yaml').write_text(json.dumps(record))
     with pytest.raises(results.RecordError, match='must equal the file name'):
         results.load(tmp_path)
@@ -89,7 +115,7 @@ def test_results_add_records_a_run_and_its_evaluation(tmp_path, capsys):
          'episodes': [{'return': r, 'length': 5} for r in returns]}))
     results_cli.main(['--folder', str(tmp_path / 'results'), 'add', '--logdir', str(run),
                       '--eval', str(tmp_path / 'eval.json'), '--name', 'cartpole-s3',
-                      '--command', 'dreamer-tf train ...', '--commit', 'abc1234'])
+                      '--command', 'dreamer-tf train ...', '--commit', 'abc1234', '--headline'])
     [record] = results.load(tmp_path / 'results')
     assert record['curve'] == {'episodes': 5, 'points': [[1000, 10.0], [2000, 40.0]]}
     assert record['score'] == {'env_steps': 2345, 'mean': 30.0, 'std': round(np.std(returns), 2),
@@ -97,6 +123,10 @@ def test_results_add_records_a_run_and_its_evaluation(tmp_path, capsys):
     assert (record['seed'], record['commit']) == (3, 'abc1234')
     results_cli.main(['--folder', str(tmp_path / 'results'), '--plot', str(tmp_path / 'c.png')])
     assert '| dreamerv3 | `gym_CartPole-v1` | 2,345 | 30.0 ± 8.2 (3) |' in capsys.readouterr().out
+    results_cli.main(['--folder', str(tmp_path / 'results'), '--render'])
+    rendered = (tmp_path / 'results' / 'README.md').read_text()
+    assert '| [cartpole-s3](cartpole-s3.yaml) | dreamerv3 | 3 | 2,345 | 30.0 ± 8.2 (3) |' in rendered
+    assert (tmp_path / 'results' / 'curves' / 'gym_CartPole-v1.png').stat().st_size > 1000
     assert (tmp_path / 'c.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 

@@ -49,8 +49,10 @@ def mean_and_spread(curves):
     return grid, values.mean(0), std
 
 
-def plot(path, panels, xlabel='env steps', ylabel='eval return', title=None):
-    """Draw one axis per panel into a PNG at `path` (written atomically)."""
+def plot(path, panels, xlabel='env steps', ylabel='eval return', title=None,
+         legend_below=False):
+    """Draw one axis per panel into a PNG at `path` (written atomically); with
+    `legend_below`, each legend goes under its axis (for panels of many series)."""
     import matplotlib
 
     matplotlib.use('Agg')  # files only: no display on servers and CI
@@ -58,7 +60,9 @@ def plot(path, panels, xlabel='env steps', ylabel='eval return', title=None):
 
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    entries = max(len(p.series) + len(p.points) + len(p.levels) for p in panels)
+    height = 3.6 + (0.16 * entries if legend_below else 0.0)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, height * rows), squeeze=False)
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, panel in zip(axes.flat, panels):
         color_of = {}
@@ -85,13 +89,16 @@ def plot(path, panels, xlabel='env steps', ylabel='eval return', title=None):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if legend_below:
+            ax.legend(fontsize=6, loc='upper center', bbox_to_anchor=(0.5, -0.18), frameon=False)
+        else:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format='png', dpi=110)
+    fig.savefig(buffer, format='png', dpi=110, bbox_inches='tight' if legend_below else None)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
