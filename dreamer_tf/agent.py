@@ -102,7 +102,9 @@ class Agent(tf.Module):
                 self.behavior, self.planner = None, CEM(act_space.n, **config.planner)
             else:
                 self._build_actor_critic(dtype, scale)
-        self._train = tf.function(self._train_step, jit_compile=self.jit)
+        # The compiled update with an explicit seed, `update(data, seed)`: what `train`
+        # calls, and what the diagnostics time and export (scripts/export_update.py).
+        self.update = tf.function(self._train_step, jit_compile=self.jit)
         self._policy = tf.function(self.policy_step, jit_compile=self.jit)
 
     def _build_actor_critic(self, dtype, scale):
@@ -123,7 +125,7 @@ class Agent(tf.Module):
 
     def train(self, data):
         """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
-        return self._train(data, self.rng.make_seeds(1)[:, 0])
+        return self.update(data, self.rng.make_seeds(1)[:, 0])
 
     def _train_step(self, data, seed):
         """World model, then actor and critic on imagination from its posterior.
@@ -212,44 +214,16 @@ class Agent(tf.Module):
         amount = None
         if explore and noise and self.config.run.expl_noise:
             amount = tf.constant(self.exploration(env_steps), tf.float32)
-        return self._policy(self._obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0], explore,
+        return self._policy(self.obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0], explore,
                             amount, sample_latent)
 
-    def _obs_tensors(self, obs):
+    def obs_tensors(self, obs):
+        """The policy's inputs of `obs` as tensors: the observation keys and `is_first`."""
         return {
             k: tf.convert_to_tensor(v)
             for k, v in obs.items()
             if k in self.obs_space or k == 'is_first'
         }
-
-    def planning_policy(self, planner):
-        """A policy like `policy(obs, state)` without exploration that acts by `planner`
-        (a `CEM`) over the world model instead of by the actor.
-
-        The filter step is evaluation's (posterior mode); candidates are scored
-        by their discounted predicted rewards plus the critic's value at the
-        planner's horizon, with the imagination discount: the actor's own
-        objective, searched instead of learned. Its return beside the actor's
-        tells whether a run's world model and critic or its actor limit it
-        (`scripts/eval.py --policy plan`, `loop.play_agent`). Continuous actions and agents with a
-        critic only (PlaNet's policy already plans, without one).
-        """
-        if self.behavior is None or self.act_space.discrete:
-            raise ValueError(
-                'planning over the world model needs an actor-critic agent with continuous '
-                'actions (PlaNet already plans; discrete actions have no CEM here)'
-            )
-        reward = lambda feat: self.wm.reward(feat).mean()
-        value = lambda feat: self.behavior.critic(feat).mean()
-        discount = self.config.imag.discount
-
-        def step(obs, state, seed):
-            latent, seed_act, _ = self._observe(obs, state, seed, sample=False)
-            action = planner(self.wm.rssm, reward, latent, seed_act, value, discount)
-            return action, (latent, action)
-
-        step = tf.function(step, jit_compile=self.jit)
-        return lambda obs, state: step(self._obs_tensors(obs), state, self.rng.make_seeds(1)[:, 0])
 
     def exploration(self, env_steps):
         """The exploration amount after `env_steps` env steps: `run.expl_noise`,
@@ -267,7 +241,7 @@ class Agent(tf.Module):
         `noise` (a scalar tensor, or None for none) is the exploration amount,
         applied only when `explore`: the exporter leaves it out. `sample_latent`
         samples the posterior also when not exploring (the V1/V2/PlaNet evaluation)."""
-        latent, seed_act, seed_noise = self._observe(obs, state, seed, explore or sample_latent)
+        latent, seed_act, seed_noise = self.observe(obs, state, seed, explore or sample_latent)
         if self.behavior is None:
             # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
             reward = lambda feat: self.wm.reward(feat).mean()
@@ -282,7 +256,7 @@ class Agent(tf.Module):
             action = tf.clip_by_value(action, -1.0, 1.0)
         return action, (latent, action)
 
-    def _observe(self, obs, state, seed, sample):
+    def observe(self, obs, state, seed, sample):
         """The policies' filter step: (posterior latent, action seed, noise seed); the
         latent is sampled with `sample`, else the posterior's mode."""
         latent, prev_action = state

@@ -77,7 +77,7 @@ def train(configs=('dreamerv3', 'gym'), overrides=None, *, logdir=None, env_fn=N
 def load(logdir, checkpoint=None, env_fn=None):
     """The `Policy` of a run directory, restored from its newest checkpoint (or `checkpoint`).
     `env_fn`: the run's env factory, needed when it was defined in a notebook or script."""
-    from dreamer_tf.run.loop import load_run
+    from dreamer_tf.run.restore import load_run
 
     agent, config, envs, path = load_run(logdir, checkpoint=checkpoint, env_fn=env_fn)
     envs.close()
@@ -116,14 +116,15 @@ class Policy:
     def make_env(self, seed=None, mode='eval'):
         """The run's env (dreamer_tf's adapter, as training saw it), seeded like evaluation."""
         from dreamer_tf.envs import make_env
-        from dreamer_tf.run.loop import env_args, eval_seed
+        from dreamer_tf.envs.from_config import env_args, eval_seed
 
         args = env_args(self.config, eval_seed(self.config, seed), mode)
         return make_env(**args, factory=self.env_fn)
 
     def evaluate(self, episodes=10, seed=None, mode=None):
         """Returns of `episodes` episodes in the run's env (the run's eval policy by default)."""
-        from dreamer_tf.run.loop import envs_from_config, eval_seed, evaluate
+        from dreamer_tf.envs.from_config import envs_from_config, eval_seed
+        from dreamer_tf.run.collect import evaluate
 
         envs = envs_from_config(self.config, 1, eval_seed(self.config, seed), 'eval', self.env_fn)
         try:

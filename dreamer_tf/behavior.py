@@ -282,7 +282,7 @@ class ActorCritic(tf.Module):
             objective += cfg.actor.entropy * entropy
             metrics['actor_entropy'] = tf.reduce_mean(entropy)
         actor_loss = -tf.reduce_mean(weight * objective)
-        critic_loss = self._critic_loss(critic_raw[:-1], sg(feat[:-1]), sg(returns), weight)
+        critic_loss = self.critic_loss(critic_raw[:-1], sg(feat[:-1]), sg(returns), weight)
         metrics.update(
             {
                 'actor_loss': actor_loss,
@@ -295,7 +295,7 @@ class ActorCritic(tf.Module):
         )
         return actor_loss, critic_loss, metrics, state
 
-    def _critic_loss(self, critic_raw, feat, returns, weight):
+    def critic_loss(self, critic_raw, feat, returns, weight):
         """Critic regression towards sg(lambda-returns), plus V3's slow-critic regulariser."""
         dist = self.critic.dist_from(critic_raw)
         loss = -dist.log_prob(returns)

@@ -10,7 +10,8 @@ from dreamer_tf.agent import Agent
 from dreamer_tf.config import Config, load_config
 from dreamer_tf.envs.base import TaskError
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
-from dreamer_tf.run import loop
+from dreamer_tf.envs.from_config import env_args, env_spec, loop_eval_seed
+from dreamer_tf.run.restore import load_agent
 from dreamer_tf_export.policy import ExportError, planet_message
 
 
@@ -37,9 +38,9 @@ class Run:
             # make_env's arguments but the seed: how `scripts/serve.py` rebuilds the
             # env the policy was trained in, without the config or TensorFlow.
             'env': _jsonable(
-                {k: v for k, v in loop.env_args(self.config, 0, 'eval').items() if k != 'seed'}
+                {k: v for k, v in env_args(self.config, 0, 'eval').items() if k != 'seed'}
             ),
-            'eval_seed': self.config.seed + 10_000,
+            'eval_seed': loop_eval_seed(self.config),
         }
 
 
@@ -64,7 +65,7 @@ def load_run(logdir, checkpoint=None):
         # weights are float32 variables in every precision, and XLA does not convert.
         # No env is stepped: a rendering env worker could not start from a process
         # whose main module imports TensorFlow (scripts/export.py).
-        agent, config, path = loop.load_agent(
+        agent, config, path = load_agent(
             logdir, checkpoint=checkpoint, overrides={'precision': '32', 'jit': 'off'}
         )
     except (FileNotFoundError, RuntimeError, TaskError) as error:
@@ -74,7 +75,7 @@ def load_run(logdir, checkpoint=None):
         for key in ('env_steps', 'updates')
     }
     space = env_action_space(config.task, agent.act_space, config.env.imports)
-    preprocess = loop.env_spec(config)['observation_spec']
+    preprocess = env_spec(config)['observation_spec']
     return Run(agent, config, str(Path(path).resolve()), counters, space, preprocess)
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dreamer_tf.run.loop import env_from_config
+from dreamer_tf.envs.from_config import env_from_config, loop_eval_seed
 from dreamer_tf_runtime import Policy, run_episodes
 
 
@@ -13,7 +13,7 @@ def compare_returns(run, onnx_path, episodes, seed=None):
     TF policy's trajectories (the runtime shadowing it on the same observations)
     the largest action difference and the number of steps whose discrete action differs.
     """
-    seed = run.config.seed + 10_000 if seed is None else seed
+    seed = loop_eval_seed(run.config) if seed is None else seed
     agent, discrete = run.agent, run.agent.act_space.discrete
     shadow = Policy(onnx_path, observations='model')
     if shadow.meta['mode'] != 'deterministic':

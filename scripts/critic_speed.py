@@ -50,7 +50,7 @@ def measure(config, target, updates, din=768, batch=1024, seed=0):
     @tf.function
     def update():
         with tf.GradientTape() as tape:
-            loss = behavior._critic_loss(critic.raw(feat), feat, returns, weight)
+            loss = behavior.critic_loss(critic.raw(feat), feat, returns, weight)
         opt.apply(opt.gradients(tape, loss))
         behavior.apply_state({}, True)
         return tf.reduce_mean(critic(feat).mean())

@@ -60,7 +60,7 @@ def export(args):
     import numpy as np
     import tensorflow as tf
 
-    from dreamer_tf import benchmark
+    from dreamer_tf.diagnostics import benchmark
     from dreamer_tf.config import load_config
     from dreamer_tf.envs.base import ActSpace
     from dreamer_tf.fileio import write_atomic, write_json
@@ -76,8 +76,8 @@ def export(args):
     agent, batch = benchmark.build(config, obs_space, act_space)
     seed = agent.rng.make_seeds(1)[:, 0]
 
-    text = agent._train.experimental_get_compiler_ir(batch, seed)(stage='stablehlo')
-    concrete = agent._train.get_concrete_function(batch, seed)
+    text = agent.update.experimental_get_compiler_ir(batch, seed)(stage='stablehlo')
+    concrete = agent.update.get_concrete_function(batch, seed)
     explicit = tf.nest.flatten((batch, seed))
     explicit_names = sorted(batch) + ['seed']
     by_handle = {id(v.handle): v for v in agent.variables}
@@ -94,12 +94,12 @@ def export(args):
         if tuple(value.shape) != type_[0]:
             raise RuntimeError(f'argument {i} ({names[i]}): shape {value.shape} != {type_[0]}')
 
-    metrics = agent._train(batch, seed) if args.values == 'full' else None
+    metrics = agent.update(batch, seed) if args.values == 'full' else None
     metric_names = sorted(_metric_keys(agent, batch, seed))
     updates = _feedback(text, len(metric_names))
     if len(updates) != len(result_types) - len(metric_names):
         raise RuntimeError('some results are neither metrics nor written variables')
-    flops = benchmark.graph_flops(agent._train, batch, seed)
+    flops = benchmark.graph_flops(agent.update, batch, seed)
 
     os.makedirs(args.out, exist_ok=True)
     write_atomic(os.path.join(args.out, 'update.mlir.gz'), gzip.compress(portable(text).encode()))
@@ -149,7 +149,7 @@ def export(args):
 
 def _metric_keys(agent, batch, seed):
     """The metric names in the order of the program's first results (tf.nest sorts dict keys)."""
-    return agent._train.get_concrete_function(batch, seed).structured_outputs.keys()
+    return agent.update.get_concrete_function(batch, seed).structured_outputs.keys()
 
 
 _TENSOR = re.compile(r'tensor<([0-9x]*)([a-z][a-z0-9]*)>')

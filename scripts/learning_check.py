@@ -10,7 +10,7 @@ reported again. The table gives each preset's evaluation returns as training wen
 its updates and wall time, its best and last evaluation, and whether the one that
 `--judge` names (best: did it learn at all; last: did it stay there) reached `--min-return`;
 for the toy tasks it also gives the returns of fixed policies (dreamer_tf/envs/toy.py)
-and what each agent learned, read off its checkpoint (dreamer_tf/run/toy_probe.py): whether
+and what each agent learned, read off its checkpoint (dreamer_tf/diagnostics/toy_probe.py): whether
 its model state holds position and goal, whether imagination keeps the goal, whether
 critic and lambda-returns have the true value's shape, and whether the actor moves
 towards the goal.
@@ -157,7 +157,7 @@ def main(argv=None):
         rows.append(run_preset(preset, args, overrides))
         print(f'{preset}: evaluations {rows[-1]["evals"]}, {rows[-1]["wall_s"]:.0f} s', flush=True)
     if args.task.startswith('toy_') and not args.no_probe:
-        from dreamer_tf.run.toy_probe import probe  # imports TensorFlow
+        from dreamer_tf.diagnostics.toy_probe import probe  # imports TensorFlow
 
         for row in rows:
             if row['exit_code'] == 0:

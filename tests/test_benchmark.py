@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from dreamer_tf import benchmark
+from dreamer_tf.diagnostics import benchmark
 from dreamer_tf.envs.base import ActSpace, Space
 
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from dreamer_tf.agent import Agent
-from dreamer_tf.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
 from dreamer_tf.envs.base import ActSpace, Space
 preset, discrete = sys.argv[1], sys.argv[2] == 'discrete'

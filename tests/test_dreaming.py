@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
 from dreamer_tf.contrastive import Contrastive, LinearDynamics, info_nce, random_crop
 from dreamer_tf.envs.base import ActSpace, Space
@@ -233,7 +233,9 @@ def test_bad_representation_and_contrastive_settings_are_named():
 @pytest.mark.slow
 @pytest.mark.parametrize('preset', ['dreamingv1', 'dreamingv2', 'planet'])
 def test_preset_trains_resumes_and_evaluates_on_dmc_vision(tmp_path, preset):
-    from dreamer_tf.run.loop import evaluate, load_run, train
+    from dreamer_tf.run.collect import evaluate
+    from dreamer_tf.run.loop import train
+    from dreamer_tf.run.restore import load_run
 
     blocks = [preset, 'dmc_vision', 'debug']
     overrides = {

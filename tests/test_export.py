@@ -17,7 +17,8 @@ from dreamer_tf.envs import make_env
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.envs.image import resize
 from dreamer_tf.envs.process import RENDER_GL
-from dreamer_tf.run.loop import Counters, env_args
+from dreamer_tf.envs.from_config import env_args
+from dreamer_tf.run.loop import Counters
 from dreamer_tf_export import metadata, parity, writers
 from dreamer_tf_export.checkpoint import load_run, run_config
 from dreamer_tf_export.policy import ExportError, ExportPolicy, _first_inside

@@ -13,31 +13,25 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
+from dreamer_tf.cli import diagnose as diagnose_cli
 from dreamer_tf.cli import eval as eval_cli
 from dreamer_tf.config import ConfigError, load_config
 from dreamer_tf.envs import TaskError
 from dreamer_tf.envs.crafter import achievements as crafter_achievements
 from dreamer_tf.reproduce.scores import crafter_score, crafter_success_rates
 from dreamer_tf.run.logger import EpisodeRecords, Progress
-from dreamer_tf.run.loop import (
-    CheckpointError,
-    Counters,
-    episode_logs,
-    evaluate,
-    load_run,
-    check_schedule,
-    replay_step,
-    schedule_count,
-    scheduled_updates,
-    suite_metrics,
-    train,
-)
-from dreamer_tf.run.value_trace import format_report as format_trace_report
-from dreamer_tf.run.value_trace import return_to_go
+from dreamer_tf.run.checkpoint import CheckpointError
+from dreamer_tf.run.collect import episode_logs, evaluate, replay_step
+from dreamer_tf.run.loop import Counters, suite_metrics, train
+from dreamer_tf.run.restore import load_run
+from dreamer_tf.run.schedule import check_schedule, schedule_count, scheduled_updates
+from dreamer_tf.diagnostics.value_trace import format_report as format_trace_report
+from dreamer_tf.diagnostics.value_trace import return_to_go
 from dreamer_tf.run.video import to_rgb, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 eval_main = eval_cli.main
+diagnose_main = diagnose_cli.main
 TINY = {
     'run.steps': 160,
     'run.prefill': 64,
@@ -97,10 +91,10 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     evals = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'eval_return' in r]
     assert evals == [64, 144, 224]
 
-    # The evaluation script traces a vector-observation episode, and says why it cannot film one.
-    eval_main(['--logdir', str(tmp_path), '--episodes', '1', '--trace', str(tmp_path / 't.npz'),
-               '--trace_horizon', '20', '--json', str(tmp_path / 'eval.json')])
-    episode = json.loads((tmp_path / 'eval.json').read_text())['episodes'][0]
+    # `diagnose trace` traces a vector-observation episode; eval says why it cannot film one.
+    diagnose_main(['trace', '--logdir', str(tmp_path), '--out', str(tmp_path / 't.npz'),
+                   '--horizon', '20', '--policy', 'mode', '--json', str(tmp_path / 'trace.json')])
+    episode = json.loads((tmp_path / 'trace.json').read_text())['episode']
     with np.load(tmp_path / 't.npz') as trace:
         trace = dict(trace)
     assert trace['vector'].shape == (episode['length'] + 1, 4)
@@ -128,8 +122,8 @@ def test_train_resume_continues_counters_and_weights(tmp_path):
     with pytest.raises(SystemExit, match='a video needs exactly one'):
         eval_main(['--logdir', str(tmp_path), '--video', str(tmp_path / 'v.gif')])
     with pytest.raises(SystemExit) as error:
-        eval_main(['--logdir', str(tmp_path), '--trace', str(tmp_path / 'u.npz'),
-                   '--trace_samples', '0'])
+        diagnose_main(['trace', '--logdir', str(tmp_path), '--out', str(tmp_path / 'u.npz'),
+                       '--samples', '0'])
     assert error.value.code == 2 and not (tmp_path / 'u.npz').exists()
 
 
@@ -338,10 +332,11 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
         '--logdir', str(tmp_path), '--episodes', '3', '--envs', '2',
         '--video', str(tmp_path / 'episode.gif'), '--dream', str(tmp_path / 'dream.gif'),
         '--dream_length', '12', '--json', str(tmp_path / 'eval.json'),
-        '--trace', str(tmp_path / 'trace.npz'),
     ])
+    diagnose_main(['trace', '--logdir', str(tmp_path), '--out', str(tmp_path / 'trace.npz'),
+                   '--policy', 'mode', '--json', str(tmp_path / 'trace.json')])
     results = json.loads((tmp_path / 'eval.json').read_text())
-    assert results['mode'] == 'deterministic' and results['checkpoint'].endswith('ckpt-1')
+    assert results['mode'] == 'sampled' and results['checkpoint'].endswith('ckpt-1')  # V3's policy
     assert [r['length'] for r in results['episodes']] == [80] * 3
     # The trace: the reset, then one entry per policy step (80 env steps, action repeat 4).
     with np.load(tmp_path / 'trace.npz') as trace:
@@ -360,24 +355,38 @@ def test_parallel_envs_train_and_eval_script(tmp_path):
         assert trace['image'].dtype == np.uint8 and trace['image'].shape[:1] == (21,)
         assert trace['action'].shape == (21, 18) and not trace['action'][0].any()
         assert trace['is_first'].tolist() == [True] + [False] * 20 and trace['is_last'][-1]
-        # Env 0's first episode, the first to be listed (both envs end at the same step).
-        assert trace['reward'].sum() == pytest.approx(results['episodes'][0]['return'])
+        traced = json.loads((tmp_path / 'trace.json').read_text())['episode']
+        assert trace['reward'].sum() == pytest.approx(traced['return'])
     assert gif_size(tmp_path / 'episode.gif') == (64, 64)
     assert gif_size(tmp_path / 'dream.gif') == (3 * 64, 64)
 
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--trace', 'episode.csv'], "--trace writes .npz; got 'episode.csv'"),
     (['--episodes', '0'], '--episodes and --envs must be >= 1'),
     (['--dream_context', '50', '--dream_length', '50'], '0 < --dream_context < --dream_length'),
-    (['--policy', 'random', '--trace', 'episode.npz'], '--policy random uses no model'),
-    (['--policy', 'plan', '--plan_top', '200'], '--plan_top (200) cannot exceed --plan_candidates'),
-    (['--policy', 'plan', '--plan_horizon', '0'], '--plan_horizon must be >= 1'),
+    (['--policy', 'random', '--dream', 'dream.gif'], '--policy random uses no model'),
+    (['--policy', 'plan'], "invalid choice: 'plan'"),
 ])
 def test_eval_script_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit):
         eval_cli.parse(['--logdir', str(tmp_path), *flags])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['trace', '--out', 'episode.csv'], "--out writes .npz; got 'episode.csv'"),
+    (['trace', '--out', 'e.npz', '--horizon', '0'], '--horizon and --samples must be >= 1'),
+    (['probe', '--steps', 'a,b'], '--steps takes policy steps like 5,20,60'),
+    (['probe', '--steps', '-1'], '--steps must be >= 0'),
+    (['plan', '--top', '200'], '--top (200) cannot exceed --candidates'),
+    (['plan', '--horizon', '0'], '--horizon must be >= 1'),
+    (['plan', '--episodes', '0'], '--episodes and --envs must be >= 1'),
+])
+def test_diagnose_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
+    tool, *rest = flags
+    with pytest.raises(SystemExit):
+        diagnose_cli.parse([tool, '--logdir', str(tmp_path), *rest])
     assert message in capsys.readouterr().err
 
 
@@ -417,18 +426,18 @@ def test_eval_script_plays_the_uniform_random_baseline_without_a_checkpoint(tmp_
     assert len(set(expected)) == 3
 
 
-def test_eval_script_probes_constant_actions_in_model_and_simulator(
+def test_diagnose_probes_constant_actions_and_plans_over_the_model(
         tmp_path, capsys, monkeypatch):
     from dreamer_tf.envs.dmc import DMC
-    from dreamer_tf.run.action_probe import LEVELS
+    from dreamer_tf.diagnostics.action_probe import LEVELS
 
     config = load_config(['dreamerv2', 'dmc_proprio', 'debug'], {
         'task': 'dmc_cartpole_balance', 'logdir': str(tmp_path), 'run.steps': 300,
         'run.prefill': 200, 'run.eval_every': 1000, 'run.log_every': 100,
     })
     train(config)
-    eval_main(['--logdir', str(tmp_path), '--probe_actions', '3,0,900', '--probe_horizon', '4',
-               '--json', str(tmp_path / 'probe.json'), '--seed', '7'])
+    diagnose_main(['probe', '--logdir', str(tmp_path), '--steps', '3,0,900', '--horizon', '4',
+                   '--json', str(tmp_path / 'probe.json'), '--seed', '7'])
     assert 'after the episode' in capsys.readouterr().out
     result = json.loads((tmp_path / 'probe.json').read_text())
     rows = result['rows']
@@ -448,29 +457,26 @@ def test_eval_script_probes_constant_actions_in_model_and_simulator(
     # The episode is played to the task's end (1000 env steps, action repeat 2).
     assert 0 < result['return'] <= 500 * 2
     # Planning over the same model and critic instead of the actor.
-    eval_main(['--logdir', str(tmp_path), '--policy', 'plan', '--episodes', '1',
-               '--plan_horizon', '3', '--plan_candidates', '8', '--plan_top', '2',
-               '--plan_iterations', '2', '--json', str(tmp_path / 'plan.json')])
+    diagnose_main(['plan', '--logdir', str(tmp_path), '--episodes', '1', '--horizon', '3',
+                   '--candidates', '8', '--top', '2', '--iterations', '2',
+                   '--json', str(tmp_path / 'plan.json')])
     assert 'CEM over its world model and critic (horizon 3, 8 candidates, top 2, 2 iterations)' \
         in capsys.readouterr().out
     planned = json.loads((tmp_path / 'plan.json').read_text())
     assert planned['mode'] == 'planned' and planned['episodes'][0]['length'] == 1000
     # A simulator worker that dies (here: MuJoCo refuses the GL backend) is named.
-    monkeypatch.setattr('dreamer_tf.run.action_probe.RENDER_GL', 'no-such-backend')
+    monkeypatch.setattr('dreamer_tf.diagnostics.action_probe.RENDER_GL', 'no-such-backend')
     with pytest.raises(SystemExit, match='simulator worker .* died'):
-        eval_main(['--logdir', str(tmp_path), '--probe_actions', '1'])
+        diagnose_main(['probe', '--logdir', str(tmp_path), '--steps', '1'])
 
 
-def test_eval_script_probe_rejects_bad_steps_and_non_dmc_runs(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        eval_cli.parse(['--logdir', str(tmp_path), '--probe_actions', 'a,b'])
-    assert '--probe_actions takes policy steps' in capsys.readouterr().err
+def test_diagnose_probe_refuses_a_run_that_is_not_dm_control(tmp_path):
     config = load_config(['dreamerv2', 'toy', 'debug'], {
         'logdir': str(tmp_path), 'run.steps': 60, 'run.prefill': 40, 'run.eval_every': 1000,
     })
     train(config)
     with pytest.raises(SystemExit, match='restores MuJoCo states'):
-        eval_main(['--logdir', str(tmp_path), '--probe_actions', '1'])
+        diagnose_main(['probe', '--logdir', str(tmp_path), '--steps', '1'])
 
 
 # Each preset with the tiny `debug` networks; short time limits keep episodes (and the

@@ -11,7 +11,7 @@ from dreamer_tf.behavior import ReturnNorm, lambda_return, quantile
 from dreamer_tf import nn
 from dreamer_tf.config import load_config
 from dreamer_tf.optim import Adam
-from dreamer_tf.run.value_trace import return_to_go
+from dreamer_tf.diagnostics.value_trace import return_to_go
 from dreamer_tf.rssm import RSSM
 from dreamer_tf.world_model import kl_loss
 

@@ -7,12 +7,12 @@ import tensorflow as tf
 from dreamer_tf import nn
 from dreamer_tf.agent import Agent
 from dreamer_tf.behavior import lambda_return
-from dreamer_tf.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import Decoder, Encoder
 from dreamer_tf.rssm import RSSM
-from dreamer_tf.run.value_trace import imagined_return
+from dreamer_tf.diagnostics.value_trace import imagined_return
 
 SEED = tf.constant([1, 2])
 
@@ -270,7 +270,7 @@ def test_low_precision_updates_match_float32():
         config = load_config(['dreamerv3', 'debug'], {'precision': precision, 'jit': 'off'})
         agent = Agent(obs_space, act_space, config)
         for _ in range(8):  # float16 here: finite at a scale of 2^10, after 5 halvings
-            metrics = {k: float(v) for k, v in agent._train(batch, seed).items()}
+            metrics = {k: float(v) for k, v in agent.update(batch, seed).items()}
             if metrics['model_grad_finite'] and metrics['critic_grad_finite']:
                 break
         results[precision] = metrics

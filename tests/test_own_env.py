@@ -16,7 +16,8 @@ import dreamer_tf
 from dreamer_tf.config import ConfigError, load_config
 from dreamer_tf.envs import Space, TaskError, make_env
 from dreamer_tf.envs.gym import Gym
-from dreamer_tf.run.loop import load_run, train
+from dreamer_tf.run.loop import train
+from dreamer_tf.run.restore import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {'run.steps': 96, 'run.prefill': 64, 'run.train_ratio': 8.0, 'run.log_every': 40,

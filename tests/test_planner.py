@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.planning import planning_policy
 from dreamer_tf.config import load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import image_to_float
@@ -89,7 +90,7 @@ def test_planet_preset_updates_the_model_and_plans_for_a_batch_of_envs():
     agent = Agent(IMAGE, act_space, config)
     assert agent.behavior is None and agent.wm.decoder is not None
     with pytest.raises(ValueError, match='actor-critic agent'):
-        agent.planning_policy(agent.planner)  # eval.py --policy plan: PlaNet already plans
+        planning_policy(agent, agent.planner)  # diagnose plan: PlaNet already plans
     before = [v.numpy().copy() for v in agent.wm.trainable_variables]
     for seed in range(2):
         metrics = agent.train(synthetic_batch(IMAGE, act_space, 2, 8, seed=seed))

@@ -15,13 +15,14 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import ConfigError, load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.envs.parallel import NonFiniteError
 from dreamer_tf.run import checkpoint as checkpoints
 from dreamer_tf.run.logger import Logger
-from dreamer_tf.run.loop import load_run, train
+from dreamer_tf.run.loop import train
+from dreamer_tf.run.restore import load_run
 from dreamer_tf.run.rundir import RunDirError, RunLock
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,11 @@ from dreamer_tf.envs.atari import Atari
 from dreamer_tf.envs.crafter import Crafter, achievements, score
 from dreamer_tf.envs.image import area_resize, resize
 from dreamer_tf.envs.minatar import GAMES
-from dreamer_tf.envs.parallel import BatchEnv, process_envs, throughput
+from dreamer_tf.diagnostics.env_throughput import throughput
+from dreamer_tf.envs.parallel import BatchEnv, process_envs
 from dreamer_tf.envs.process import ProcessEnv
 from dreamer_tf.heads import Decoder, Encoder
-from dreamer_tf.run.loop import env_args
+from dreamer_tf.envs.from_config import env_args
 
 
 def preset_env(blocks, **overrides):

@@ -11,7 +11,8 @@ import sys
 
 COMMANDS = {
     'train': 'train an agent from named presets, or resume a run',
-    'eval': "evaluate a run's policy (returns, videos, traces)",
+    'eval': "evaluate a run's policy (returns, videos, dreams)",
+    'diagnose': "look inside a run: episode traces, action probes, planning over its model",
     'export': "export a run's policy to SavedModel, ONNX and TFLite",
     'serve': 'run an exported ONNX or TFLite policy in its env and report returns',
     'reproduce': "train and evaluate under a paper's protocol; report against its table",

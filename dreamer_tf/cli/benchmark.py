@@ -97,7 +97,7 @@ def main(argv=None):
 
 def measure_row(spec):
     """Runs in the child process: every measurement of one preset/precision/XLA row."""
-    from dreamer_tf import benchmark
+    from dreamer_tf.diagnostics import benchmark
     from dreamer_tf.config import load_config
     from dreamer_tf.envs.base import ActSpace
 
@@ -112,7 +112,7 @@ def measure_row(spec):
     agent, batch = benchmark.build(config, obs_space, act_space)
     load_before = os.getloadavg()[0]
     timing = benchmark.time_update(agent, batch, spec['repeats'])
-    flops = benchmark.graph_flops(agent._train, batch, agent.rng.make_seeds(1)[:, 0])
+    flops = benchmark.graph_flops(agent.update, batch, agent.rng.make_seeds(1)[:, 0])
     wait = benchmark.input_wait(agent, obs_space, act_space, config.run)
     steps = config.run.batch_size * config.run.batch_length
     row = {
@@ -158,7 +158,7 @@ def _run_child(spec):
 
 def _peak(precision):
     from dreamer_tf.agent import PRECISIONS
-    from dreamer_tf.benchmark import matmul_peak
+    from dreamer_tf.diagnostics.benchmark import matmul_peak
 
     return matmul_peak(PRECISIONS[precision])
 

@@ -26,7 +26,8 @@ def main(argv=None):
         sys.exit(f'config error: {error}')
     from dreamer_tf.envs import TaskError
     from dreamer_tf.envs.parallel import NonFiniteError
-    from dreamer_tf.run.loop import CheckpointError, train
+    from dreamer_tf.run.checkpoint import CheckpointError
+    from dreamer_tf.run.loop import train
     from dreamer_tf.run.rundir import RunDirError
 
     try:

@@ -49,7 +49,9 @@ def main(argv=None):
 
     from dreamer_tf.config import Config
     from dreamer_tf.reproduce.runs import record_checkpoint_eval
-    from dreamer_tf.run.loop import evaluate, load_run
+    from dreamer_tf.envs.from_config import LOOP_EVAL_SEED
+    from dreamer_tf.run.collect import evaluate
+    from dreamer_tf.run.restore import load_run
 
     saved = Config.load(config_path).to_dict()
     episodes = args.episodes or saved['run']['eval_episodes']
@@ -57,7 +59,7 @@ def main(argv=None):
     count = min(saved['env'].get('envs', 1), episodes)
     try:
         # overrides={} explicitly: load_run's default () cannot be **-unpacked.
-        agent, config, envs, path = load_run(args.run_dir, count, saved['seed'] + 10_000,
+        agent, config, envs, path = load_run(args.run_dir, count, saved['seed'] + LOOP_EVAL_SEED,
                                              overrides={})
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         sys.exit(f'{args.run_dir}: {error}')

@@ -71,12 +71,13 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     'missed' (steps after the episode's end)}, one row per probed step:
     {'step', 'mode', 'raw_mean', 'model_reward', 'model_value', 'true_reward'},
     the last three lists over `levels` (constant actions, every action
-    dimension at that level). The episode's seed defaults to the run's seed +
-    20000, as scripts/eval.py's.
+    dimension at that level). The episode's seed defaults to `dreamer-tf eval`'s
+    (`envs.from_config.eval_seed`).
     """
     import tensorflow as tf
 
-    from dreamer_tf.run.loop import load_run
+    from dreamer_tf.envs.from_config import eval_seed
+    from dreamer_tf.run.restore import load_run
 
     if horizon < 1 or not levels or any(abs(x) > 1 for x in levels):
         raise ValueError(f'need horizon >= 1 and levels in [-1, 1], got {horizon}, {levels}')
@@ -88,7 +89,7 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     context = multiprocessing.get_context('spawn')
     pipe, child = context.Pipe()
     camera = None if env.camera < 0 else env.camera
-    seed = config.seed + 20_000 if seed is None else seed
+    seed = eval_seed(config, seed)
     args = (child, RENDER_GL, config.task[4:], env.obs, tuple(env.size), camera, env.action_repeat,
             seed, horizon, tuple(levels))
     worker = context.Process(target=_simulator, args=args, daemon=True)

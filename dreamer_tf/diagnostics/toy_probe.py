@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from dreamer_tf.behavior import lambda_return
 from dreamer_tf.replay import Replay
-from dreamer_tf.run.loop import load_run
+from dreamer_tf.run.restore import load_run
 
 FAR = 0.25
 RIDGE = 1.0
