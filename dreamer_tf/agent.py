@@ -196,7 +196,9 @@ class Agent(tf.Module):
     def _first(self, values):
         if self.strategy is None:
             return values
-        return tf.nest.map_structure(lambda x: self.strategy.experimental_local_results(x)[0], values)
+        return tf.nest.map_structure(
+            lambda x: self.strategy.experimental_local_results(x)[0], values
+        )
 
     def initial_state(self, batch_size):
         """Recurrent policy state: (RSSM latent, previous action)."""
@@ -276,7 +278,8 @@ class Agent(tf.Module):
         return latent
 
     def _explore(self, action, amount, seed):
-        """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy (discrete)."""
+        """DreamerV1's exploration: additive Gaussian noise (continuous) or epsilon-greedy
+        (discrete)."""
         if self.act_space.discrete:
             seed_pick, seed_index = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             random = tf.one_hot(

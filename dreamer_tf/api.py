@@ -45,7 +45,9 @@ def make_config(configs, overrides=None, logdir=None, env_fn=None):
         overrides['logdir'] = str(logdir)
     if env_fn is not None:
         if not callable(env_fn):
-            raise ConfigError(f'env_fn must be a callable returning a gymnasium env, got {env_fn!r}')
+            raise ConfigError(
+                f'env_fn must be a callable returning a gymnasium env, got {env_fn!r}'
+            )
         if 'task' in overrides:
             raise ConfigError('give a task or an env_fn, not both: the env_fn names the task')
         overrides['task'] = factory_task(env_fn)

@@ -95,7 +95,8 @@ class Actor(tf.Module):
     """pi(a_t | s_t). Discrete: one-hot categorical (optional unimix). Continuous:
 
     - 'tanh_normal' (V1): tanh(N(5 tanh(mu/5), softplus(sigma + softplus^-1(init_std)) + min_std));
-    - 'trunc_normal' (V2): N(tanh(mu), 2 sigmoid((sigma + init_std)/2) + min_std) truncated to [-1, 1];
+    - 'trunc_normal' (V2): N(tanh(mu), 2 sigmoid((sigma + init_std)/2) + min_std) truncated
+      to [-1, 1];
     - 'normal' (V3): N(tanh(mu), (max_std - min_std) sigmoid(sigma + init_std) + min_std).
     """
 

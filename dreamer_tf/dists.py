@@ -137,7 +137,8 @@ class Bernoulli:
 
 
 def unimix_logits(logits, unimix):
-    """Mix the softmax with a uniform distribution: (1 - u) softmax + u / K (DreamerV3, sec. 'Unimix')."""
+    """Mix the softmax with a uniform distribution: (1 - u) softmax + u / K (DreamerV3,
+    sec. 'Unimix')."""
     logits = tf.cast(logits, tf.float32)
     if not unimix:
         return logits

@@ -99,7 +99,9 @@ class Encoder(tf.Module):
                 for i in range(stages):
                     depth = cnn_depth * 2**i
                     self.convs.append(
-                        nn.Conv2D(channels, depth, kernel, cnn_stride, self.padding, name=f'conv{i}')
+                        nn.Conv2D(
+                            channels, depth, kernel, cnn_stride, self.padding, name=f'conv{i}'
+                        )
                     )
                     self.norms.append(nn.LayerNorm(depth) if norm == 'layer' else None)
                     channels = depth

@@ -1,11 +1,11 @@
 """Neural-network layers as plain `tf.Module`s holding `tf.Variable`s.
 
 Keras 3 layers nested in a `tf.Module` are invisible to `trainable_variables`
-(Keras 3 tracks its own variables, not tf.Module's), so every weight here is a `tf.Variable` owned by a module, in
-the style of Sonnet 2. Variables are float32; each layer casts its weights to
-the dtype of its input, so mixed precision is chosen by the caller casting the
-network input (`compute_dtype`). All shapes are known at construction, so no
-variable is ever created inside a `tf.function`.
+(Keras 3 tracks its own variables, not tf.Module's), so every weight here is a
+`tf.Variable` owned by a module, in the style of Sonnet 2. Variables are float32;
+each layer casts its weights to the dtype of its input, so mixed precision is
+chosen by the caller casting the network input (`compute_dtype`). All shapes are
+known at construction, so no variable is ever created inside a `tf.function`.
 """
 
 import math

@@ -22,7 +22,6 @@ and doubles after `growth_interval` finite ones.
 
 import tensorflow as tf
 
-
 EPS_FORMS = ('keras', 'optax')
 
 

@@ -18,7 +18,7 @@ Exploration noise (0.3 while collecting) is added by the agent, not here.
 
 Given a `value` function and a `discount` gamma, a candidate's score is instead
 sum_{tau=1..H} gamma^(tau-1) E[r(s_tau)] + gamma^H v(s_H): the objective of a
-Dreamer agent's actor, which `scripts/eval.py --policy plan` plans against to
+Dreamer agent's actor, which `dreamer-tf diagnose plan` plans against to
 tell whether a run's world model and critic or its actor limit its return.
 """
 

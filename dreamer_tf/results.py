@@ -209,7 +209,8 @@ def markdown(records, speed):
             lines += [f'![{task}]({curve_file(task)}) <!-- drawn from data {_digest(rows)} -->',
                       '']
         lines += ['| record | algorithm | seed | env steps | return (mean ± std, episodes) '
-                  '| policy | paper | wall | commit | note |', '|---|---|---|---|---|---|---|---|---|---|']
+                  '| policy | paper | wall | commit | note |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
         for r in rows:
             wall = f'{r["wall_minutes"]:g} min' if 'wall_minutes' in r else '–'
             paper = f'{r["paper"]["value"]:g}' if 'paper' in r else '–'
@@ -221,7 +222,8 @@ def markdown(records, speed):
         lines.append('')
     lines += ['## Speed', '']
     for r in speed:
-        lines += [f'### {r["title"]}', '', f'`{r["command"]}`  ', f'{r["machine"]}; code `{r["commit"]}`'
+        lines += [f'### {r["title"]}', '', f'`{r["command"]}`  ',
+                  f'{r["machine"]}; code `{r["commit"]}`'
                   + ('; *transcribed*' if r.get('transcribed') else '') +
                   f' ([{r["name"]}](speed/{r["name"]}.yaml))', '',
                   '| ' + ' | '.join(map(_cell, r['columns'])) + ' |',
@@ -246,7 +248,7 @@ def render(folder):
         if _drawn(rows):
             path = folder / curve_file(task)
             path.parent.mkdir(exist_ok=True)
-            written.append(plot(rows, path, lambda r: f'{r["algo"]}: {task}'))
+            written.append(plot(rows, path, lambda r, task=task: f'{r["algo"]}: {task}'))
     return written
 
 

@@ -205,7 +205,9 @@ class RSSM(tf.Module):
 
 def _select(first, init, value):
     """`init` in the rows where `first` [B] is set, else `value` (both [B, ...])."""
-    first = tf.reshape(first, tf.concat([tf.shape(first), tf.ones([value.shape.rank - 1], tf.int32)], 0))
+    first = tf.reshape(
+        first, tf.concat([tf.shape(first), tf.ones([value.shape.rank - 1], tf.int32)], 0)
+    )
     return tf.where(first, tf.cast(init, value.dtype), value)
 
 

@@ -9,11 +9,12 @@ Loss (one form covering the papers):
     Dreaming's InfoNCE terms `contrast_k`, k = 0..K steps ahead, on randomly
     cropped images (dreamer_tf/contrastive.py derives them from the ELBO).
 PlaNet's 5-bit images (`image_bits`; google-research/planet
-`tools/preprocess.py`, `image_bits` 5 in `scripts/configs.py`): pixels are quantised to 2^bits levels and uniform noise of
-one level is added, x = (floor(o / 2^(8 - bits)) + u) / 2^bits - 0.5 with
-u ~ U(0, 1), for the encoder's input and the decoder's target alike, in training
-and when acting (the model then always sees the input distribution it was
-trained on). At 8 bits images pass through untouched.
+`tools/preprocess.py`, `image_bits` 5 in `scripts/configs.py`): pixels are
+quantised to 2^bits levels and uniform noise of one level is added,
+x = (floor(o / 2^(8 - bits)) + u) / 2^bits - 0.5 with u ~ U(0, 1), for the
+encoder's input and the decoder's target alike, in training and when acting (the
+model then always sees the input distribution it was trained on). At 8 bits
+images pass through untouched.
 The two KL terms are:
 - DreamerV3 (eq. 5): dyn 0.5, rep 0.1, free bits 1 clipped per step
     (`free_avg: false`): max(1, KL) for each (batch, time) element.

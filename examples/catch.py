@@ -1,4 +1,4 @@
-"""Catch: a small gymnasium environment of your own, as dreamer_tf trains on it.
+r"""Catch: a small gymnasium environment of your own, as dreamer_tf trains on it.
 
 A ball falls down a 5-column, 6-row grid from a random column, one row per step; the
 paddle on the bottom row moves left, stays or moves right. Each step with the paddle
@@ -11,7 +11,8 @@ Discrete (the paddle's column): dreamer_tf flattens it into one vector, the Disc
 one-hot. docs/custom_env.md trains DreamerV3 on it in three ways:
 
     python scripts/train.py --configs dreamerv3 gym cpu --task gym_examples.catch:Catch-v0
-    python scripts/train.py --configs dreamerv3 gym cpu --task gym_Catch-v0 --env.imports examples.catch
+    python scripts/train.py --configs dreamerv3 gym cpu --task gym_Catch-v0 \
+        --env.imports examples.catch
     dreamer_tf.train(['dreamerv3', 'gym', 'cpu'], env_fn=examples.catch.make_env)
 """
 

@@ -9,8 +9,8 @@ import tensorflow as tf
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import Config, load_config
 from dreamer_tf.envs.base import TaskError
-from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.envs.from_config import env_args, env_spec, loop_eval_seed
+from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.run.restore import load_agent
 from dreamer_tf_export.policy import ExportError, planet_message
 

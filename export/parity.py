@@ -51,7 +51,8 @@ def rollout(run_step, meta, sequence):
 
 
 def agent_rollout(agent, sequence):
-    """The agent's own deterministic policy (`Agent.policy(explore=False)`), as evaluation runs it."""
+    """The agent's own deterministic policy (`Agent.policy(explore=False)`), as evaluation
+    runs it."""
     state = agent.initial_state(len(sequence[0]['is_first']))
     outputs = []
     for inputs in sequence:

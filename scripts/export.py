@@ -1,4 +1,5 @@
-"""Export a trained run's policy to SavedModel, ONNX and TFLite: `python scripts/export.py --help`, the same as `dreamer-tf export`
+"""Export a trained run's policy to SavedModel, ONNX and TFLite:
+`python scripts/export.py --help`, the same as `dreamer-tf export`
 (dreamer_tf/cli/export.py)."""
 
 from dreamer_tf.cli.export import main

@@ -31,8 +31,8 @@ def main(argv=None):
     ]
     if not paths:
         sys.exit(f'no exported models in {args.folder} (run scripts/export.py first)')
-    from dreamer_tf_export.benchmark import benchmark, set_tf_threads
     from dreamer_tf.fileio import write_json
+    from dreamer_tf_export.benchmark import benchmark, set_tf_threads
 
     set_tf_threads(args.threads)
     rows = benchmark(paths, args.steps, args.warmup, args.threads)

@@ -57,13 +57,36 @@ def main():
 
 
 def export(args):
-    import numpy as np
     import tensorflow as tf
 
     from dreamer_tf.diagnostics import benchmark
+
+    config, agent, batch = _build(args)
+    seed = agent.rng.make_seeds(1)[:, 0]
+    text = agent.update.experimental_get_compiler_ir(batch, seed)(stage='stablehlo')
+    explicit = tf.nest.flatten((batch, seed))
+    inputs, names, captured = _arguments(agent, batch, seed, text)
+    result_types = _signature(text)[1]
+    metrics = agent.update(batch, seed) if args.values == 'full' else None
+    metric_names = sorted(_metric_keys(agent, batch, seed))
+    updates = _feedback(text, len(metric_names))
+    if len(updates) != len(result_types) - len(metric_names):
+        raise RuntimeError('some results are neither metrics nor written variables')
+    flops = benchmark.graph_flops(agent.update, batch, seed)
+    _write_values(args, inputs, len(explicit), captured, metrics, metric_names, updates, text)
+    _write_manifest(args, config, inputs, names, len(explicit), metric_names, updates, flops)
+    print(
+        f'wrote {args.out}: {len(inputs)} arguments ({len(captured)} variables), '
+        f'{len(result_types)} results ({len(metric_names)} metrics, {len(updates)} written '
+        f'variables), {len(text) / 1e6:.1f} MB of StableHLO, {flops / 1e9:.1f} GFLOP per update'
+    )
+
+
+def _build(args):
+    """The config, the agent and a synthetic batch of the exported update."""
     from dreamer_tf.config import load_config
+    from dreamer_tf.diagnostics import benchmark
     from dreamer_tf.envs.base import ActSpace
-    from dreamer_tf.fileio import write_atomic, write_json
 
     overrides = {'jit': 'on', 'precision': args.precision}
     if args.batch:
@@ -74,17 +97,22 @@ def export(args):
     obs_space = benchmark.parse_obs(args.obs)
     act_space = ActSpace(bool(args.discrete), args.discrete or args.act)
     agent, batch = benchmark.build(config, obs_space, act_space)
-    seed = agent.rng.make_seeds(1)[:, 0]
+    return config, agent, batch
 
-    text = agent.update.experimental_get_compiler_ir(batch, seed)(stage='stablehlo')
+
+def _arguments(agent, batch, seed, text):
+    """The program's arguments in its order: the batch and seed, then the variables it
+    captures; their values, names and the captured variables. Checked against `text`."""
+    import tensorflow as tf
+
     concrete = agent.update.get_concrete_function(batch, seed)
     explicit = tf.nest.flatten((batch, seed))
-    explicit_names = sorted(batch) + ['seed']
     by_handle = {id(v.handle): v for v in agent.variables}
     captured = [by_handle[id(h)] for h in concrete.captured_inputs]
-    arg_types, result_types = _signature(text)
     inputs = [t.numpy() for t in explicit] + [v.numpy() for v in captured]
-    names = explicit_names + [v.path if hasattr(v, 'path') else v.name for v in captured]
+    names = sorted(batch) + ['seed'] + [v.path if hasattr(v, 'path') else v.name
+                                        for v in captured]
+    arg_types = _signature(text)[0]
     if len(arg_types) != len(inputs):
         raise RuntimeError(
             f'the program takes {len(arg_types)} arguments, but the batch, seed and captured '
@@ -93,32 +121,37 @@ def export(args):
     for i, (value, type_) in enumerate(zip(inputs, arg_types)):
         if tuple(value.shape) != type_[0]:
             raise RuntimeError(f'argument {i} ({names[i]}): shape {value.shape} != {type_[0]}')
+    return inputs, names, captured
 
-    metrics = agent.update(batch, seed) if args.values == 'full' else None
-    metric_names = sorted(_metric_keys(agent, batch, seed))
-    updates = _feedback(text, len(metric_names))
-    if len(updates) != len(result_types) - len(metric_names):
-        raise RuntimeError('some results are neither metrics nor written variables')
-    flops = benchmark.graph_flops(agent.update, batch, seed)
+
+def _write_values(args, inputs, explicit, captured, metrics, metric_names, updates, text):
+    """update.mlir.gz, inputs.npz and (with --values full) reference.npz in args.out."""
+    from dreamer_tf.fileio import write_atomic
 
     os.makedirs(args.out, exist_ok=True)
     write_atomic(os.path.join(args.out, 'update.mlir.gz'), gzip.compress(portable(text).encode()))
-    stored = {
-        f'arg{i}': inputs[i]
-        for i in range(len(explicit))
-        if args.values == 'full' or inputs[i].nbytes <= 2**20
-    }
-    if args.values == 'full':
-        stored.update({f'arg{i}': inputs[i] for i in range(len(explicit), len(inputs))})
+    full = args.values == 'full'
+    stored = {f'arg{i}': inputs[i] for i in range(explicit)
+              if full or inputs[i].nbytes <= 2**20}
+    if full:
+        stored.update({f'arg{i}': inputs[i] for i in range(explicit, len(inputs))})
     _save_npz(os.path.join(args.out, 'inputs.npz'), stored, write_atomic)
-    if args.values == 'full':
+    if full:
         reference = {f'metric_{k}': metrics[k].numpy() for k in metric_names}
-        reference.update({f'arg{a}': captured[a - len(explicit)].numpy() for a in updates})
+        reference.update({f'arg{a}': captured[a - explicit].numpy() for a in updates})
         _save_npz(os.path.join(args.out, 'reference.npz'), reference, write_atomic)
+
+
+def _write_manifest(args, config, inputs, names, explicit, metric_names, updates, flops):
+    import numpy as np
+    import tensorflow as tf
+
+    from dreamer_tf.fileio import write_json
+
     args_meta = []
     for i, value in enumerate(inputs):
         entry = {'name': names[i], 'shape': list(value.shape), 'dtype': str(value.dtype)}
-        if i >= len(explicit):
+        if i >= explicit:
             as64 = value.astype(np.float64)
             entry.update(mean=float(as64.mean()), std=float(as64.std()))
         args_meta.append(entry)
@@ -139,11 +172,6 @@ def export(args):
             'updates': updates,
             'tensorflow': tf.__version__,
         },
-    )
-    print(
-        f'wrote {args.out}: {len(inputs)} arguments ({len(captured)} variables), '
-        f'{len(result_types)} results ({len(metric_names)} metrics, {len(updates)} written '
-        f'variables), {len(text) / 1e6:.1f} MB of StableHLO, {flops / 1e9:.1f} GFLOP per update'
     )
 
 

@@ -113,7 +113,8 @@ def report(rows, args):
         lines.append('Fixed policies: ' + ', '.join(f'{k} {v}' for k, v in refs.items()))
     lines += [
         '',
-        '| preset | updates | wall (this call) | evaluations (env step: return) | best | last | pass |',
+        '| preset | updates | wall (this call) | evaluations (env step: return) '
+        '| best | last | pass |',
         '|---|---|---|---|---|---|---|',
     ]
     for row in rows:

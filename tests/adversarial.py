@@ -69,7 +69,8 @@ class Pass:
 
 
 def checkpoint_numbers(logdir):
-    names = (logdir / 'checkpoints').glob('ckpt-*.index') if (logdir / 'checkpoints').is_dir() else []
+    folder = logdir / 'checkpoints'
+    names = folder.glob('ckpt-*.index') if folder.is_dir() else []
     return sorted(int(re.fullmatch(r'ckpt-(\d+)\.index', p.name).group(1)) for p in names)
 
 
@@ -88,7 +89,8 @@ def last_line(text):
 def finite_replay(logdir):
     for path in (logdir / 'replay').glob('*.npz'):
         with np.load(path) as episode:
-            if not all(np.isfinite(episode[k]).all() for k in episode if episode[k].dtype.kind == 'f'):
+            if not all(np.isfinite(episode[k]).all()
+                       for k in episode if episode[k].dtype.kind == 'f'):
                 return False
     return True
 
@@ -114,8 +116,9 @@ def resume_check(p, category, logdir, before, what):
 
 
 def resume_steps(logdir):
-    counts = [int(m) for m in re.findall(r'"step": (\d+)', (logdir / 'metrics.jsonl').read_text())] \
-        if (logdir / 'metrics.jsonl').exists() else []
+    metrics = logdir / 'metrics.jsonl'
+    counts = [int(m) for m in re.findall(r'"step": (\d+)', metrics.read_text())] \
+        if metrics.exists() else []
     return max(counts, default=0) + 400
 
 
@@ -127,7 +130,8 @@ def kill9(p, tries, rng):
         # writes too); wait until training has begun after the 64 prefill steps.
         trained = lambda d=logdir: checkpoint_numbers(d)[-1:] >= [100]
         if not wait_for(trained, 300, proc):
-            p.record('kill9', False, f'no checkpoint before the kill: {last_line(proc.stderr.read())}')
+            p.record('kill9', False,
+                     f'no checkpoint before the kill: {last_line(proc.stderr.read())}')
             continue
         time.sleep(rng.uniform(0, 20))
         proc.kill()

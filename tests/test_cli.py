@@ -6,6 +6,9 @@ import pytest
 
 from dreamer_tf import cli
 
+# Training runs and commands, end to end (`-m "not slow and not integration"`: unit tests).
+pytestmark = pytest.mark.integration
+
 
 def test_usage_lists_every_command_and_exits_zero(capsys):
     assert cli.main([]) == 0

@@ -394,7 +394,7 @@ def test_mapping_interface(path):
 def test_missing_attribute_suggests(path):
     cfg = load_config([], path=path)
     with pytest.raises(AttributeError, match='did you mean seed'):
-        cfg.sed
+        _ = cfg.sed
 
 
 def test_equality(path):

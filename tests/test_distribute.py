@@ -78,7 +78,9 @@ def test_mirrored_update_equals_one_device_on_the_combined_batch(tmp_path):
             assert second[key] == pytest.approx(first[key], rel=1e-4, abs=1e-6), key
     assert one['variables'].keys() == two['variables'].keys()
     for name, value in one['variables'].items():
-        np.testing.assert_allclose(two['variables'][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            two['variables'][name], value, rtol=1e-4, atol=1e-6, err_msg=name
+        )
     # Two updates moved the weights: the comparison is not between initial values.
     assert one['metrics'][0]['model_loss'] != one['metrics'][1]['model_loss']
     assert out['policy_shape'] == [3, 2]
@@ -91,7 +93,8 @@ def _config(**overrides):
 
 
 def test_mirrored_rejects_a_batch_that_does_not_split_evenly():
-    config = _config(**{'distribute.strategy': 'mirrored', 'distribute.devices': ('/cpu:0', '/cpu:1'),
+    config = _config(**{'distribute.strategy': 'mirrored',
+                        'distribute.devices': ('/cpu:0', '/cpu:1'),
                         'run.batch_size': 3})
     with pytest.raises(ValueError, match='run.batch_size 3 must be divisible by the 2 replicas'):
         Agent({'vector': Space((5,), np.float32)}, ActSpace(False, 2), config)

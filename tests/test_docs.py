@@ -125,7 +125,8 @@ def test_results_add_records_a_run_and_its_evaluation(tmp_path, capsys):
     assert '| dreamerv3 | `gym_CartPole-v1` | 2,345 | 30.0 ± 8.2 (3) |' in capsys.readouterr().out
     results_cli.main(['--folder', str(tmp_path / 'results'), '--render'])
     rendered = (tmp_path / 'results' / 'README.md').read_text()
-    assert '| [cartpole-s3](cartpole-s3.yaml) | dreamerv3 | 3 | 2,345 | 30.0 ± 8.2 (3) |' in rendered
+    assert ('| [cartpole-s3](cartpole-s3.yaml) | dreamerv3 | 3 | 2,345 '
+            '| 30.0 ± 8.2 (3) |') in rendered
     assert (tmp_path / 'results' / 'curves' / 'gym_CartPole-v1.png').stat().st_size > 1000
     assert (tmp_path / 'c.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
 from dreamer_tf.contrastive import Contrastive, LinearDynamics, info_nce, random_crop
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.envs.base import ActSpace, Space
 
 SEED = tf.constant([3, 4])

@@ -11,11 +11,18 @@ import pytest
 from gymnasium import spaces
 
 from dreamer_tf.envs import (
-    ActionRepeat, ActSpace, Space, TaskError, TimeLimit, check_task, make_env)
+    ActionRepeat,
+    ActSpace,
+    Space,
+    TaskError,
+    TimeLimit,
+    check_task,
+    make_env,
+)
 from dreamer_tf.envs.base import transition
-from dreamer_tf.envs.process import ProcessEnv
 from dreamer_tf.envs.gym import Gym
 from dreamer_tf.envs.image import resize
+from dreamer_tf.envs.process import ProcessEnv
 
 FLAGS = ('reward', 'is_first', 'is_last', 'is_terminal')
 
@@ -355,7 +362,8 @@ def test_dmc_proprio_episode_length_with_action_repeat():
 
 def test_dmc_internal_repeat_matches_single_steps():
     from dreamer_tf.envs.dmc import DMC
-    single, repeated = DMC('cartpole', 'swingup', seed=3), DMC('cartpole', 'swingup', seed=3, repeat=2)
+    single = DMC('cartpole', 'swingup', seed=3)
+    repeated = DMC('cartpole', 'swingup', seed=3, repeat=2)
     single.reset()
     repeated.reset()
     action = np.array([0.7])
@@ -400,7 +408,7 @@ def test_process_env_reports_worker_errors():
     # A bad task arrives as the TaskError it is, with its one-line message.
     env = ProcessEnv(task='nosuite_foo')
     with pytest.raises(TaskError, match="^Unknown task 'nosuite_foo'"):
-        env.obs_space
+        _ = env.obs_space
     env.close()
 
 

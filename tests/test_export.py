@@ -15,9 +15,9 @@ from dreamer_tf.cli import export as export_cli
 from dreamer_tf.config import DEFAULT_PATH, load_config
 from dreamer_tf.envs import make_env
 from dreamer_tf.envs.base import ActSpace, Space
+from dreamer_tf.envs.from_config import env_args
 from dreamer_tf.envs.image import resize
 from dreamer_tf.envs.process import RENDER_GL
-from dreamer_tf.envs.from_config import env_args
 from dreamer_tf.run.loop import Counters
 from dreamer_tf_export import metadata, parity, writers
 from dreamer_tf_export.checkpoint import load_run, run_config
@@ -234,7 +234,8 @@ def test_stochastic_step_samples_as_the_agent(preset, act_space):
 
 
 def test_stochastic_export_converts_and_runtime_reproduces_noise(tmp_path):
-    """DreamerV2: Gumbel-max latent and the truncated-Normal rejection sampler (TFLite: slow test)."""
+    """DreamerV2: Gumbel-max latent and the truncated-Normal rejection sampler (TFLite: slow
+    test)."""
     agent = make_agent('dreamerv2', VECTOR, ActSpace(False, 2))
     policy = ExportPolicy(agent, stochastic=True)
     models = export(policy, tmp_path, ['onnx'])
@@ -345,8 +346,8 @@ def test_runtime_acts_on_the_envs_own_observations_as_the_agent(tmp_path, model)
     """From raw nested Dict observations (images, Box, Discrete, MultiBinary and
     MultiDiscrete leaves) the runtime, ONNX or LiteRT, takes the TF policy's actions and
     states over a 50-step rollout with carried state across episodes."""
-    import gymnasium
     import dict_env  # noqa: F401 - registers DreamerTfTest/Dict-v0
+    import gymnasium
 
     task, logdir, out = 'gym_DreamerTfTest/Dict-v0', tmp_path / 'run', tmp_path / 'out'
     obs_space = {'cam': Space((16, 16, 3), np.uint8), 'vector': Space((13,), np.float32)}
@@ -472,7 +473,9 @@ def test_metadata_check_names_the_problem(tmp_path):
 
 
 def _write_run(logdir, task, act_space, obs_space, blocks=(), **overrides):
-    config = load_config(['dreamerv3', *blocks, 'debug'], {'task': task, 'logdir': str(logdir), **overrides})
+    config = load_config(
+        ['dreamerv3', *blocks, 'debug'], {'task': task, 'logdir': str(logdir), **overrides}
+    )
     agent = Agent(obs_space, act_space, config.update({'jit': 'off'}))
     counters = Counters()
     counters.env_steps.assign(1234)

@@ -17,15 +17,18 @@ def test_report_names_each_preset_its_evaluations_and_verdict():
         {'preset': 'planet', 'exit_code': 1, 'wall_s': 3.0, 'updates': 0,
          'evals': [], 'best': None, 'last': None, 'passed': False},
     ]
-    rows[0]['probe'] = {'readout_error': [0.06, 0.05], 'imagined_goal_error': [0.1 * i for i in range(16)],
+    rows[0]['probe'] = {'readout_error': [0.06, 0.05],
+                        'imagined_goal_error': [0.1 * i for i in range(16)],
                         'return_corr': 0.14, 'critic_corr': -0.27, 'actor_agrees': 0.55,
                         'actor_saturation': 0.93}
     text = learning_check.report(rows, args)
     assert 'optimal 19.4' in text and 'saturated 1.4' in text
     assert 'pass: best evaluation >= 15.0' in text
-    assert '| dreamerv1 | 900 | 150 s | 400: 9.5, 1,400: 17.8, 2,400: 16.1 | 17.8 | 16.1 | yes |' in text
+    assert ('| dreamerv1 | 900 | 150 s | 400: 9.5, 1,400: 17.8, 2,400: 16.1 '
+            '| 17.8 | 16.1 | yes |') in text
     assert '| planet | 0 | 3 s | none | none | none | no (exit 1) |' in text
-    assert '| dreamerv1 | 0.06, 0.05 | 0: 0.00, 5: 0.50, 10: 1.00, 15: 1.50 | 0.14 / -0.27 | 55% | 0.93 |' in text
+    assert ('| dreamerv1 | 0.06, 0.05 | 0: 0.00, 5: 0.50, 10: 1.00, 15: 1.50 '
+            '| 0.14 / -0.27 | 55% | 0.93 |') in text
 
 
 @pytest.mark.parametrize('argv,message', [
@@ -63,7 +66,8 @@ def test_a_check_runs_reports_and_resumes(tmp_path, capsys):
     assert learning_check.main(argv + ['--min-return', '1000', '--judge', 'last']) == 1
     rerun = json.loads((tmp_path / 'check.json').read_text())
     assert rerun['judge'] == 'last' and not rerun['rows'][0]['passed']
-    assert rerun['rows'][0]['evals'] == row['evals'] and rerun['rows'][0]['updates'] == row['updates']
+    assert rerun['rows'][0]['evals'] == row['evals']
+    assert rerun['rows'][0]['updates'] == row['updates']
 
 
 @pytest.mark.slow

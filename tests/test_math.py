@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dreamer_tf import dists
+from dreamer_tf import dists, nn
 from dreamer_tf.behavior import ReturnNorm, lambda_return, quantile
-from dreamer_tf import nn
 from dreamer_tf.config import load_config
-from dreamer_tf.optim import Adam
 from dreamer_tf.diagnostics.value_trace import return_to_go
+from dreamer_tf.optim import Adam
 from dreamer_tf.rssm import RSSM
 from dreamer_tf.world_model import kl_loss
 

@@ -7,12 +7,12 @@ import tensorflow as tf
 from dreamer_tf import nn
 from dreamer_tf.agent import Agent
 from dreamer_tf.behavior import lambda_return
-from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import load_config
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.value_trace import imagined_return
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import Decoder, Encoder
 from dreamer_tf.rssm import RSSM
-from dreamer_tf.diagnostics.value_trace import imagined_return
 
 SEED = tf.constant([1, 2])
 
@@ -191,7 +191,9 @@ def test_imagined_return_is_the_lambda_one_return_of_the_imagination(preset):
     for var in agent.wm.reward.variables + agent.behavior.critic.variables:
         var.assign(rng.normal(0.0, 0.5, var.shape).astype(np.float32))
     rssm = agent.wm.rssm
-    start = rssm.img_step(rssm.initial(5), tf.constant(rng.uniform(-1, 1, (5, 2)), tf.float32), SEED)
+    start = rssm.img_step(
+        rssm.initial(5), tf.constant(rng.uniform(-1, 1, (5, 2)), tf.float32), SEED
+    )
     start = {'deter': start['deter'], 'stoch': start['stoch']}
     traj = agent.behavior.imagine(agent.wm, start, tf.ones([5]), SEED)
     value = agent.behavior.critic(traj['feat']).mean()
@@ -306,7 +308,9 @@ def test_reward_transform_is_the_reward_heads_target():
         Agent(obs_space, act_space, load_config(['dreamerv2', 'debug'], {'reward_transform': 'x'}))
 
 
-@pytest.mark.parametrize('preset, dead', [('dreamerv1', 0.0), ('dreamerv2', 0.5), ('dreamerv3', 0.5)])
+@pytest.mark.parametrize(
+    'preset, dead', [('dreamerv1', 0.0), ('dreamerv2', 0.5), ('dreamerv3', 0.5)]
+)
 def test_actor_saturation_counts_modes_stuck_at_the_bound(preset, dead):
     """A pre-tanh mean of -20 puts V2's and V3's mode at exactly -1.0 in float32,
     where tanh's gradient is 0 (`actor_dead`); V1's 5 tanh(mu / 5) keeps its

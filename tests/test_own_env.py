@@ -19,6 +19,9 @@ from dreamer_tf.envs.gym import Gym
 from dreamer_tf.run.loop import train
 from dreamer_tf.run.restore import load_run
 
+# Training runs and commands, end to end (`-m "not slow and not integration"`: unit tests).
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {'run.steps': 96, 'run.prefill': 64, 'run.train_ratio': 8.0, 'run.log_every': 40,
         'run.eval_every': 1000, 'run.eval_episodes': 1}
@@ -123,7 +126,8 @@ def test_an_env_fn_that_workers_cannot_rebuild_fails_saying_why(tmp_path):
     policy = dreamer_tf.train(['dreamerv3', 'gym', 'debug'], TINY, logdir=tmp_path / 'b',
                               env_fn=make)
     assert len(policy.evaluate(episodes=1)) == 1
-    with pytest.raises(TaskError, match=r'pass it again, dreamer_tf.train\(\.\.\., env_fn=\.\.\.\)'):
+    with pytest.raises(TaskError,
+                       match=r'pass it again, dreamer_tf.train\(\.\.\., env_fn=\.\.\.\)'):
         load_run(tmp_path / 'b')
     assert len(dreamer_tf.load(tmp_path / 'b', env_fn=make).evaluate(episodes=1)) == 1
 

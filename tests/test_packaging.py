@@ -1,7 +1,8 @@
 """What a wheel installs: every package of the repository, under names that cannot collide."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

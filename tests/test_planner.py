@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
+from dreamer_tf.config import load_config
 from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.diagnostics.planning import planning_policy
-from dreamer_tf.config import load_config
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import image_to_float
 from dreamer_tf.planner import CEM

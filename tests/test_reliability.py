@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
-from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.config import ConfigError, load_config
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.envs.parallel import NonFiniteError
 from dreamer_tf.run import checkpoint as checkpoints
@@ -24,6 +24,9 @@ from dreamer_tf.run.logger import Logger
 from dreamer_tf.run.loop import train
 from dreamer_tf.run.restore import load_run
 from dreamer_tf.run.rundir import RunDirError, RunLock
+
+# Training runs and commands, end to end (`-m "not slow and not integration"`: unit tests).
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -171,7 +174,8 @@ def test_a_non_finite_observation_stops_the_run_naming_env_step_and_key(tmp_path
     assert checkpoints.saved(tmp_path / 'checkpoints')
     for path in (tmp_path / 'replay').glob('*.npz'):
         with np.load(path) as episode:
-            assert all(np.isfinite(episode[k]).all() for k in episode if episode[k].dtype.kind == 'f')
+            assert all(np.isfinite(episode[k]).all()
+                       for k in episode if episode[k].dtype.kind == 'f')
 
 
 def test_drop_discards_non_finite_episodes_and_trains_on(tmp_path, capfd):

@@ -97,8 +97,8 @@ def main(argv=None):
 
 def measure_row(spec):
     """Runs in the child process: every measurement of one preset/precision/XLA row."""
-    from dreamer_tf.diagnostics import benchmark
     from dreamer_tf.config import load_config
+    from dreamer_tf.diagnostics import benchmark
     from dreamer_tf.envs.base import ActSpace
 
     overrides = {'jit': spec['jit'], 'precision': spec['precision']}

@@ -54,7 +54,7 @@ def main(argv=None):
         f'Restored {run.checkpoint} ({run.config.algo}, {run.counters["env_steps"]:,} env steps).'
     )
     paths = writers.export(policy, args.out, run.describe(), args.formats, args.opset)
-    for name, path in paths.items():
+    for path in paths.values():
         print(f'Wrote {path} and {path}.json')
     if args.check:
         for name, path in paths.items():

@@ -12,8 +12,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from dreamer_tf.reproduce import plots
 from dreamer_tf.fileio import read_jsonl
+from dreamer_tf.reproduce import plots
 from dreamer_tf.reproduce.runs import RunError, find_runs
 
 

@@ -64,6 +64,69 @@ def _simulator(pipe, gl_backend, task, obs, size, camera, repeat, seed, horizon,
         env.close()
 
 
+class _Simulator:
+    """The task in a spawned worker without TensorFlow (`_simulator`), asked step by step."""
+
+    def __init__(self, config, seed, horizon, levels):
+        env = config.env
+        context = multiprocessing.get_context('spawn')
+        self.pipe, child = context.Pipe()
+        camera = None if env.camera < 0 else env.camera
+        args = (child, RENDER_GL, config.task[4:], env.obs, tuple(env.size), camera,
+                env.action_repeat, seed, horizon, tuple(levels))
+        self.task = config.task
+        self.worker = context.Process(target=_simulator, args=args, daemon=True)
+        self.worker.start()
+        child.close()  # so that a dead worker ends `recv` with EOFError instead of a hang
+
+    def ask(self, command, arg=None):
+        try:
+            self.pipe.send((command, arg))
+            return self.pipe.recv()
+        except (EOFError, OSError):
+            self.worker.join(10)
+            raise RuntimeError(f'the simulator worker for {self.task!r} died '
+                               f'(exit code {self.worker.exitcode})') from None
+
+    def close(self):
+        try:
+            self.pipe.send(('close', None))
+        except OSError:  # the worker is gone already
+            pass
+        self.worker.join(30)
+
+
+def _imagined(agent, latent, level, horizon, seed):
+    """The model's (reward sum, critic value at the end) of `level` held for `horizon` steps
+    from `latent`: means over SAMPLES imagined futures (the prior's latents are drawn)."""
+    import tensorflow as tf
+
+    wm, act_dim = agent.wm, agent.act_space.n
+    latent = {k: tf.repeat(v, SAMPLES, 0) for k, v in latent.items()}
+    policy = lambda feat, _: (tf.fill([SAMPLES, act_dim], level), tf.zeros([SAMPLES, 0]))
+    states, _, _ = wm.rssm.imagine(policy, latent, horizon, tf.constant([seed, 0]))
+    feat = wm.rssm.feat(states)
+    reward = float(tf.reduce_mean(tf.reduce_sum(wm.reward(feat).mean()[1:], 0)))
+    if agent.behavior is None:
+        return reward, None
+    return reward, float(tf.reduce_mean(agent.behavior.critic(feat).mean()[-1]))
+
+
+def _row(agent, latent, t, levels, horizon, seed):
+    """The model's side of the probe at policy step `t`: the actor's mode and raw mean,
+    and each level's imagined reward sum and value."""
+    row = {'step': t, 'mode': None, 'raw_mean': None}
+    behavior = agent.behavior
+    if behavior is not None:
+        raw = behavior.actor.raw(agent.wm.rssm.feat(latent))
+        row['mode'] = behavior.actor.dist_from(raw).mode().numpy()[0].tolist()
+        row['raw_mean'] = raw.numpy()[0, :agent.act_space.n].tolist()
+    model = [_imagined(agent, latent, level, horizon, seed) for level in levels]
+    row['model_reward'] = [m[0] for m in model]
+    row['model_value'] = [m[1] for m in model]
+    return row
+
+
 def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     """Model and true lookaheads of the run in `logdir` at the policy steps `steps`.
 
@@ -74,8 +137,6 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     dimension at that level). The episode's seed defaults to `dreamer-tf eval`'s
     (`envs.from_config.eval_seed`).
     """
-    import tensorflow as tf
-
     from dreamer_tf.envs.from_config import eval_seed
     from dreamer_tf.run.restore import load_run
 
@@ -84,78 +145,32 @@ def probe(logdir, steps=(5, 20, 60, 120), horizon=15, levels=LEVELS, seed=None):
     agent, config, envs, path = load_run(logdir)
     envs.close()
     if not config.task.startswith('dmc_'):
-        raise ValueError(f'the action probe restores MuJoCo states; {logdir} trained on {config.task!r}')
-    env = config.env
-    context = multiprocessing.get_context('spawn')
-    pipe, child = context.Pipe()
-    camera = None if env.camera < 0 else env.camera
+        raise ValueError(
+            f'the action probe restores MuJoCo states; {logdir} trained on {config.task!r}')
     seed = eval_seed(config, seed)
-    args = (child, RENDER_GL, config.task[4:], env.obs, tuple(env.size), camera, env.action_repeat,
-            seed, horizon, tuple(levels))
-    worker = context.Process(target=_simulator, args=args, daemon=True)
-    worker.start()
-    child.close()  # so that a dead worker ends `recv` with EOFError instead of a hang
-    wm, behavior = agent.wm, agent.behavior
-    act_dim = agent.act_space.n
-
-    def imagined(latent, level):
-        # The mean over SAMPLES imagined futures: the prior's latents are drawn.
-        latent = {k: tf.repeat(v, SAMPLES, 0) for k, v in latent.items()}
-        policy = lambda feat, _: (tf.fill([SAMPLES, act_dim], level), tf.zeros([SAMPLES, 0]))
-        states, _, _ = wm.rssm.imagine(policy, latent, horizon, tf.constant([seed, 0]))
-        feat = wm.rssm.feat(states)
-        reward = float(tf.reduce_mean(tf.reduce_sum(wm.reward(feat).mean()[1:], 0)))
-        if behavior is None:
-            return reward, None
-        return reward, float(tf.reduce_mean(behavior.critic(feat).mean()[-1]))
-
-    def ask(command, arg=None):
-        try:
-            pipe.send((command, arg))
-            return pipe.recv()
-        except (EOFError, OSError):
-            worker.join(10)
-            raise RuntimeError(
-                f'the simulator worker for {config.task!r} died (exit code {worker.exitcode})'
-            ) from None
-
+    simulator = _Simulator(config, seed, horizon, levels)
     rows, total, t = [], 0.0, 0
     try:
-        step = ask('reset')
-        state = agent.initial_state(1)
+        step, state = simulator.ask('reset'), agent.initial_state(1)
         while True:
             obs = {k: np.asarray(step[k])[None] for k in [*agent.obs_space, 'is_first']}
             action, state = agent.policy(obs, state, explore=False)
             if t in steps:
-                latent = state[0]
-                row = {'step': t, 'mode': None, 'raw_mean': None}
-                if behavior is not None:
-                    raw = behavior.actor.raw(wm.rssm.feat(latent))
-                    row['mode'] = behavior.actor.dist_from(raw).mode().numpy()[0].tolist()
-                    row['raw_mean'] = raw.numpy()[0, :act_dim].tolist()
-                model = [imagined(latent, level) for level in levels]
-                row['model_reward'] = [m[0] for m in model]
-                row['model_value'] = [m[1] for m in model]
-                row['true_reward'] = ask('lookahead')
-                rows.append(row)
-            step = ask('step', np.asarray(action)[0])
-            total += float(step['reward'])
-            t += 1
+                row = _row(agent, state[0], t, levels, horizon, seed)
+                rows.append({**row, 'true_reward': simulator.ask('lookahead')})
+            step = simulator.ask('step', np.asarray(action)[0])
+            total, t = total + float(step['reward']), t + 1
             if step['is_last']:
                 break
     finally:
-        try:
-            pipe.send(('close', None))
-        except OSError:  # the worker is gone already
-            pass
-        worker.join(30)
+        simulator.close()
     missed = sorted(set(steps) - {row['step'] for row in rows})
     return {'checkpoint': path, 'return': total, 'levels': list(levels), 'rows': rows,
             'missed': missed}
 
 
 def format_report(result, horizon):
-    """The probe's result as the lines `scripts/eval.py --probe_actions` prints."""
+    """The probe's result as the lines `dreamer-tf diagnose probe` prints."""
     levels = ' '.join(f'{x:+.1f}' for x in result['levels'])
     lines = [
         f"checkpoint {result['checkpoint']}; episode return {result['return']:.1f}",

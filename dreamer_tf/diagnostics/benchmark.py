@@ -1,4 +1,4 @@
-"""Measurements behind scripts/benchmark.py, on synthetic batches (no environment).
+"""Measurements behind `dreamer-tf benchmark`, on synthetic batches (no environment).
 
 - `time_update`: wall time of the compiled update after warm-up.
 - `graph_flops`: floating-point operations of one call of a `tf.function`,

@@ -1,4 +1,4 @@
-"""CEM over a run's world model and critic in place of its actor (`dreamer-tf inspect plan`).
+"""CEM over a run's world model and critic in place of its actor (`dreamer-tf diagnose plan`).
 
 Candidates are scored by their discounted predicted rewards plus the critic's value at
 the planner's horizon, with the imagination discount: the actor's own objective,

@@ -41,7 +41,9 @@ def probe(logdir, batch=32, length=64, seed=1):
     wm, rssm, behavior = agent.wm, agent.wm.rssm, agent.behavior
     replay = Replay(f'{logdir}/replay', int(config.run.replay_capacity), length, batch, seed=seed)
     data = {k: tf.convert_to_tensor(v) for k, v in replay.sample().items()}
-    post, _ = rssm.observe(wm.encoder(data), data['action'], data['is_first'], tf.constant([seed, 0]))
+    post, _ = rssm.observe(
+        wm.encoder(data), data['action'], data['is_first'], tf.constant([seed, 0])
+    )
     start = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in post.items()}
     truth = data['vector'].numpy().reshape(-1, 2)
     position, goal = truth.T

@@ -1,6 +1,6 @@
 """What the world model and the critic say along a recorded episode, beside what it returned.
 
-`scripts/eval.py --trace` records one evaluation episode. This module filters
+`dreamer-tf diagnose trace` records one evaluation episode. This module filters
 that episode again through the run's world model, the way the deterministic
 policy does (posterior at every step, its latent replaced by the mode, the
 recorded action as the previous action; only the dequantisation noise of

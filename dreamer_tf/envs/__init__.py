@@ -117,7 +117,9 @@ def make_env(task, *, seed=0, action_repeat=1, time_limit=0, size=(64, 64),
         raise ValueError('camera is only supported for dmc tasks.')
     repeats_inside = suite in ('dmc', 'atari')
     if factory is not None and suite != 'gym':
-        raise ValueError(f'an env factory makes gymnasium envs; its task must be gym_..., got {task!r}')
+        raise ValueError(
+            f'an env factory makes gymnasium envs; its task must be gym_..., got {task!r}'
+        )
     if suite == 'gym':
         from dreamer_tf.envs.gym import Gym, build
         pixels = obs == 'vision'

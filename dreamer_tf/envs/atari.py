@@ -27,7 +27,13 @@ import difflib
 import numpy as np
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 from dreamer_tf.envs.image import area_resize
 
 LIVES = ('unused', 'terminal', 'reset')

@@ -13,10 +13,16 @@ score computed from them (`score`).
 """
 
 import numpy as np
-from dreamer_tf_runtime import observations
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
+from dreamer_tf_runtime import observations
 
 TASKS = ('reward', 'noreward')
 LOG_PREFIX = 'log_achievement_'

@@ -8,10 +8,17 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 
 import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
-from dreamer_tf_runtime import observations  # noqa: E402
 
 from dreamer_tf.envs.base import (  # noqa: E402
-    ActSpace, Space, TaskError, check_bounds, ensure_running, scale_action, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    check_bounds,
+    ensure_running,
+    scale_action,
+    transition,
+)
+from dreamer_tf_runtime import observations  # noqa: E402
 
 OBS_MODES = ('proprio', 'vision')
 

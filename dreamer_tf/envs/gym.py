@@ -10,8 +10,15 @@ import numpy as np
 from gymnasium import spaces
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, TaskError, check_bounds, discrete_index, ensure_running,
-    scale_action, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    check_bounds,
+    discrete_index,
+    ensure_running,
+    scale_action,
+    transition,
+)
 from dreamer_tf_runtime import observations
 
 RESERVED_KEYS = ('vector', 'reward', 'is_first', 'is_last', 'is_terminal')

@@ -16,10 +16,16 @@ action set. Episodes end only when the game does (no time limit).
 import difflib
 
 import numpy as np
-from dreamer_tf_runtime import observations
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
+from dreamer_tf_runtime import observations
 
 GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 ACTION_SETS = ('all', 'minimal')

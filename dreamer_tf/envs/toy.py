@@ -23,7 +23,13 @@ A run that learns ends near the optimum; its distance from it is the check.
 import numpy as np
 
 from dreamer_tf.envs.base import (
-    ActSpace, Space, TaskError, discrete_index, ensure_running, transition)
+    ActSpace,
+    Space,
+    TaskError,
+    discrete_index,
+    ensure_running,
+    transition,
+)
 
 TASKS = ('reach', 'reach_discrete')
 LENGTH = 20

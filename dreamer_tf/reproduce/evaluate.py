@@ -48,8 +48,8 @@ def main(argv=None):
     import tensorflow as tf
 
     from dreamer_tf.config import Config
-    from dreamer_tf.reproduce.runs import record_checkpoint_eval
     from dreamer_tf.envs.from_config import LOOP_EVAL_SEED
+    from dreamer_tf.reproduce.runs import record_checkpoint_eval
     from dreamer_tf.run.collect import evaluate
     from dreamer_tf.run.restore import load_run
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from dreamer_tf.config import ConfigError
+from dreamer_tf.fileio import write_atomic
 from dreamer_tf.reference import FINAL
 from dreamer_tf.reproduce import plots, protocol, scores
-from dreamer_tf.fileio import write_atomic
-
 
 POLICY_WORDS = {
     'mode': 'posterior and actor modes',

@@ -22,8 +22,15 @@ from dreamer_tf.envs.from_config import check_process, envs_from_config, loop_ev
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
 from dreamer_tf.run.checkpoint import Checkpointer
-from dreamer_tf.run.collect import (LOG_PREFIX, Collector, check_eval_policy, evaluate,
-                                    random_action, replay_step, stack_obs)
+from dreamer_tf.run.collect import (
+    LOG_PREFIX,
+    Collector,
+    check_eval_policy,
+    evaluate,
+    random_action,
+    replay_step,
+    stack_obs,
+)
 from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean, Progress
 from dreamer_tf.run.rundir import RunLock, holds_run, move_aside
 from dreamer_tf.run.schedule import check_schedule, schedule_count, scheduled_updates

@@ -8,7 +8,8 @@ def check_schedule(run):
     """Fails early, naming the key, on a training schedule the loop cannot follow."""
     if run.train_ratio < 0 or run.pretrain < 0:
         raise ConfigError(
-            f'run.train_ratio and run.pretrain must be >= 0, got {run.train_ratio} and {run.pretrain}'
+            f'run.train_ratio and run.pretrain must be >= 0, '
+            f'got {run.train_ratio} and {run.pretrain}'
         )
     if not run.train_ratio and (run.train_every < 1 or run.train_steps < 0):
         raise ConfigError(

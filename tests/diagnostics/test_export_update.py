@@ -1,4 +1,5 @@
-"""scripts/export_update.py: the update's XLA program, its arguments and which result feeds which."""
+"""scripts/export_update.py: the update's XLA program, its arguments and which result feeds
+which."""
 
 import gzip
 import json
@@ -9,7 +10,7 @@ import sys
 import numpy as np
 from script_module import load_script
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 export_update = load_script('export_update')
 
 
