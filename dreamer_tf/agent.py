@@ -200,6 +200,11 @@ class Agent(tf.Module):
             lambda x: self.strategy.experimental_local_results(x)[0], values
         )
 
+    def policy_variables(self):
+        """The variables `policy_step` reads: the world model's and the actor's."""
+        actor = self.behavior.actor.variables if self.behavior is not None else ()
+        return [*self.wm.variables, *actor]
+
     def initial_state(self, batch_size):
         """Recurrent policy state: (RSSM latent, previous action)."""
         return (self.wm.rssm.initial(batch_size), tf.zeros((batch_size, self.act_space.n)))

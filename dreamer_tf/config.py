@@ -40,7 +40,8 @@ _RANGES = (
     (('*_opt.lr', '*_opt.eps', 'rssm.deter', 'rssm.hidden', 'rssm.stoch', '*.units',
       '*.mlp_units', '*.cnn_depth', '*.bins', 'run.batch_size', 'run.batch_length',
       'run.replay_capacity', 'env.envs', 'env.action_repeat', 'env.size', 'imag.horizon',
-      'planner.*', 'contrastive.temperature', 'actor.max_std'), '> 0', lambda x: x > 0),
+      'planner.*', 'contrastive.temperature', 'actor.max_std', 'run.policy_refresh'), '> 0',
+     lambda x: x > 0),
     (('seed', 'run.*', 'env.time_limit', 'env.worker_timeout', 'env.noops', '*_opt.clip',
       '*_opt.wd', '*.layers', '*.mlp_layers', 'loss_scales.*', 'kl.*', 'actor.entropy',
       '*.min_std', '*.outscale', 'critic.slow_*', 'rssm.classes', 'contrastive.overshoot',
@@ -55,6 +56,7 @@ _CHOICES = (
     (('*.norm',), ('layer', 'none')),
     (('imag.cont',), ('mode', 'mean')),
     (('run.replay_sampling',), ('steps', 'episodes')),
+    (('run.mode',), ('sync', 'async')),
 )
 _TRUE = ('true', 'yes', '1')
 _FALSE = ('false', 'no', '0')

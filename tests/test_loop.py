@@ -164,8 +164,9 @@ def test_an_unknown_evaluation_policy_fails_before_training(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
-def test_resume_after_kill(tmp_path, sig):
+@pytest.mark.parametrize('sig, mode', [(signal.SIGKILL, 'sync'), (signal.SIGTERM, 'sync'),
+                                       (signal.SIGTERM, 'async')])
+def test_resume_after_kill(tmp_path, sig, mode):
     cmd = [
         sys.executable,
         str(ROOT / 'scripts' / 'train.py'),
@@ -187,6 +188,8 @@ def test_resume_after_kill(tmp_path, sig):
         '1',
         '--run.eval_every',
         '100000',
+        '--run.mode',
+        mode,
     ]
     log = open(tmp_path / 'stderr.txt', 'w')
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)

@@ -12,6 +12,8 @@ its modules reach the agent through its public methods only.
   (`dreamer-tf diagnose plan`).
 - `toy_probe`: what a `toy_reach` agent learned, read off its checkpoint
   (`scripts/learning_check.py`).
+- `modes`: env steps and updates per second of the sync and async training loops.
+- `env_throughput`: collection speed of worker envs in lockstep.
 - `fingerprint`: every preset's metrics after two updates on fixed data, the check that a
   refactoring changed no computation (`tests/test_fingerprint.py`).
 """

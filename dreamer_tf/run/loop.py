@@ -31,6 +31,7 @@ from dreamer_tf.run.collect import (
     replay_step,
     stack_obs,
 )
+from dreamer_tf.run.learner import Learner, copy_policy
 from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean, Progress
 from dreamer_tf.run.rundir import RunLock, holds_run, move_aside
 from dreamer_tf.run.schedule import check_schedule, schedule_count, scheduled_updates
@@ -157,6 +158,12 @@ class Session:
         self.ckpt = Checkpointer(logdir / 'checkpoints', run.save_every_secs, agent=self.agent,
                                  counters=self.counters)
         restored = self.ckpt.restore()
+        # Async collection acts with its own copy of the policy (run/learner.py).
+        self.actor = self.agent
+        if run.mode == 'async':
+            self.actor = Agent(envs.obs_space, envs.act_space, config)
+            copy_policy(self.agent, self.actor)
+        self.learner, self._halt = None, False
         # Written only after a successful restore, so a failed resume keeps the old record.
         config.save(logdir / 'config.yaml')
         self._announce(restored)
@@ -166,7 +173,7 @@ class Session:
         self.train_metrics, self.episode_metrics = Mean(), Mean()
         self.dataset = None
         self.count = {k: int(v.numpy()) for k, v in self.counters.counts().items()}
-        self.last_log = self.count['env_steps']
+        self.last_log, self.refreshed = self.count['env_steps'], self.count['updates']
         # A resumed run keeps its schedule: the evaluations and videos due by the
         # checkpoint's step were made before it was written.
         done = lambda every: (schedule_count(self.count['env_steps'], run.prefill, every)
@@ -204,16 +211,18 @@ class Session:
                 self._store_firsts(self.collector.reset())
                 # The RSSM resets an env's state where is_first is set, so finished envs
                 # need no special handling of the batched recurrent state.
-                self.state = self.agent.initial_state(len(self.envs))
+                self.state = self.actor.initial_state(len(self.envs))
+                self._start_learner()
                 while self.count['env_steps'] < self.run_config.steps and not signals.requested:
                     self._collect()
-                    self._update()
-                    self._evaluate()
-                    self._log()
-                    self._save()
+                    self._train()
+                    self._housekeeping()
+                if self.learner is not None and not signals.requested:
+                    self.learner.finish()  # the updates still owed: as many as the sync loop's
             except Stopped:
                 pass  # a stop signal interrupted an env call: stop as at any other point
             finally:
+                self._stop_learner()
                 signals.stopping()
                 if signals.requested:
                     print(f'Stopped by {signals.name}: saving a checkpoint.', file=sys.stderr)
@@ -231,7 +240,7 @@ class Session:
         envs, count = self.envs, self.count
         if count['env_steps'] < self.run_config.prefill:
             return [random_action(envs.act_space, self.rng) for _ in envs.envs]
-        action, self.state = self.agent.policy(
+        action, self.state = self.actor.policy(
             stack_obs(self.collector.obs, envs.obs_space), self.state, env_steps=count['env_steps'])
         return list(action.numpy())
 
@@ -270,13 +279,54 @@ class Session:
         return max(0, scheduled_updates(run, since) - count['updates'])
 
     def _update(self):
-        for _ in range(self._updates_due()):
-            if self.signals.requested:
-                break
-            if self.dataset is None:
-                self.dataset = iter(self.replay.dataset())
-            self.train_metrics.add(self.agent.train(next(self.dataset)))
-            self.count['updates'] += 1
+        """One update on a replayed batch."""
+        if self.dataset is None:
+            self.dataset = iter(self.replay.dataset())
+        self.train_metrics.add(self.agent.train(next(self.dataset)))
+        self.count['updates'] += 1
+
+    def _train(self):
+        """Sync: the updates now due. Async: waits while the learner owes more than
+        `run.async_slack` updates, then refreshes the acting policy if it is due."""
+        run = self.run_config
+        if self.learner is None:
+            for _ in range(self._updates_due()):
+                if self.signals.requested:
+                    break
+                self._update()
+            return
+        self.learner.notify()
+        self.learner.wait_while(lambda: self._updates_due() > run.async_slack)
+        if self.count['updates'] - self.refreshed >= run.policy_refresh:
+            with self.learner.lock:
+                copy_policy(self.agent, self.actor)
+                self.refreshed = self.count['updates']
+
+    def _start_learner(self):
+        if self.run_config.mode == 'async':
+            stopped = lambda: self._halt or bool(self.signals.requested)
+            self.learner = Learner(self._update, self._updates_due, stopped)
+            self.learner.start()
+
+    def _stop_learner(self):
+        if self.learner is not None:
+            self._halt = True
+            self.learner.notify()
+            self.learner.join()
+
+    def _housekeeping(self):
+        """Evaluation, logs and checkpoints when due; async: between two updates."""
+        if self.learner is not None and not self._due():
+            return
+        with self.learner.lock if self.learner is not None else contextlib.nullcontext():
+            self._evaluate()
+            self._log()
+            self._save()
+
+    def _due(self):
+        run, step = self.run_config, self.count['env_steps']
+        return (schedule_count(step, run.prefill, run.eval_every) > self.evals_done
+                or step - self.last_log >= run.log_every or self.ckpt.due())
 
     def _evaluate(self):
         run, step = self.run_config, self.count['env_steps']
