@@ -8,6 +8,7 @@ load TensorFlow.
 
 import importlib
 import sys
+from pathlib import Path
 
 COMMANDS = {
     'train': 'train an agent from named presets, or resume a run',
@@ -20,6 +21,19 @@ COMMANDS = {
     'results': 'the results table from results/*.yaml, or add the record of a run',
     'benchmark': 'update time, FLOPs, memory and policy latency on synthetic batches',
 }
+
+
+def run_directory(logdir):
+    """`logdir` as a Path, or exit naming why it is not a run directory of `train`. The
+    commands that restore a run call it first; it also keeps MuJoCo's GL out of their
+    process, which imports TensorFlow (dreamer_tf/envs/process.py)."""
+    logdir = Path(logdir).expanduser()
+    if not (logdir / 'config.yaml').exists():
+        sys.exit(f'error: {logdir} has no config.yaml; is it a run directory of train?')
+    from dreamer_tf.envs.process import keep_gl_out_of_this_process
+
+    keep_gl_out_of_this_process()
+    return logdir
 
 
 def usage():

@@ -18,10 +18,10 @@ import argparse
 import io
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from dreamer_tf.cli import run_directory  # noqa: E402
 from dreamer_tf.config import EVAL_POLICIES  # noqa: E402
 from dreamer_tf.fileio import write_atomic, write_json  # noqa: E402
 
@@ -90,12 +90,7 @@ def _check(parser, args):
 
 def main(argv=None):
     args = parse(argv)
-    logdir = Path(args.logdir).expanduser()
-    if not (logdir / 'config.yaml').exists():
-        sys.exit(f'error: {logdir} has no config.yaml; is it a run directory of train?')
-    from dreamer_tf.envs.process import keep_gl_out_of_this_process
-
-    keep_gl_out_of_this_process()
+    logdir = run_directory(args.logdir)
     tool = {'trace': trace, 'probe': probe, 'plan': plan}[args.tool]
     try:
         result = tool(logdir, args)

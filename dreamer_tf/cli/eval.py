@@ -13,10 +13,10 @@ episode's result. Traces, action probes and planning: `dreamer-tf diagnose`.
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from dreamer_tf.cli import run_directory  # noqa: E402
 from dreamer_tf.config import EVAL_POLICIES
 from dreamer_tf.fileio import write_json  # noqa: E402
 
@@ -62,12 +62,7 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    logdir = Path(args.logdir).expanduser()
-    if not (logdir / 'config.yaml').exists():
-        sys.exit(f'error: {logdir} has no config.yaml; is it a run directory of train.py?')
-    from dreamer_tf.envs.process import keep_gl_out_of_this_process
-
-    keep_gl_out_of_this_process()
+    logdir = run_directory(args.logdir)
     import numpy as np
 
     from dreamer_tf.envs.from_config import envs_from_config, eval_seed

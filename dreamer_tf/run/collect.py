@@ -107,7 +107,8 @@ class Collector:
         (worker, step, action, episode) per worker. `action` is None where the worker was
         restarted (it died, hung or gave non-finite data): its episode so far is lost and
         `step` is the first of a new one. `episode` ends the worker's episode, at a step
-        with `is_last`: its `return`, `length` (env steps) and the `log_` values, else None.
+        with `is_last`: its `return`, `length` (env steps) and `logs` (the `log_` values
+        named without the prefix), else None.
         """
         workers = list(range(len(self.envs))) if workers is None else list(workers)
         with self.guard():
@@ -124,7 +125,8 @@ class Collector:
             episode = None
             if out['is_last']:
                 episode = {'return': self._return[worker],
-                           'length': self._length[worker] * self.repeat, **episode_logs(out)}
+                           'length': self._length[worker] * self.repeat,
+                           'logs': episode_logs(out)}
             events.append((worker, out, action, episode))
         return events
 
@@ -166,10 +168,12 @@ def play(envs, episodes, act, state, repeat, record=False, guard=contextlib.null
                 kept = [replay_step(out, no_action)] if taken is None else (
                     kept + [replay_step(out, taken)])
             if episode is not None:
+                result = {'return': episode['return'], 'length': episode['length'],
+                          **episode['logs']}
                 if kept is not None and worker == 0:
-                    episode['steps'] = {k: np.stack([s[k] for s in kept]) for k in kept[0]}
+                    result['steps'] = {k: np.stack([s[k] for s in kept]) for k in kept[0]}
                     kept = None
-                results.append(episode)
+                results.append(result)
                 quota[worker] -= 1
         restart = [i for i in collector.ended(active) if quota[i]]
         if restart:

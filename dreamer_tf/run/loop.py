@@ -215,7 +215,7 @@ class Session:
                 self._start_learner()
                 while self.count['env_steps'] < self.run_config.steps and not signals.requested:
                     self._collect()
-                    self._train()
+                    self._learn()
                     self._housekeeping()
                 if self.learner is not None and not signals.requested:
                     self.learner.finish()  # the updates still owed: as many as the sync loop's
@@ -258,12 +258,11 @@ class Session:
             self.replay.add(replay_step(out, action), worker=worker)
             if episode is not None:
                 count['episodes'] += 1
-                logs = {k: v for k, v in episode.items() if k not in ('return', 'length')}
                 self.episode_metrics.add({'episode_return': episode['return'],
-                                          'episode_length': episode['length'], **logs})
+                                          'episode_length': episode['length'], **episode['logs']})
                 # The env steps once this lockstep step is counted (as a checkpoint counts).
                 self.records.add(count['env_steps'] + width, episode['length'],
-                                 episode['return'], logs)
+                                 episode['return'], episode['logs'])
         count['env_steps'] += width
         count['policy_steps'] += len(self.envs)
         ended = self.collector.ended()
@@ -285,7 +284,7 @@ class Session:
         self.train_metrics.add(self.agent.train(next(self.dataset)))
         self.count['updates'] += 1
 
-    def _train(self):
+    def _learn(self):
         """Sync: the updates now due. Async: waits while the learner owes more than
         `run.async_slack` updates, then refreshes the acting policy if it is due."""
         run = self.run_config
