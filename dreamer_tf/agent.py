@@ -1,14 +1,15 @@
 """Agent = world model + behaviour: one compiled update and one policy step.
 
-`behavior` selects how actions are chosen:
-- `actor_critic` (Dreamer, Dreaming): `train(batch)` runs the whole update
-    (world model, imagination, actor, critic, slow critic) as a single
-    `tf.function`; `policy(obs, state)` filters the observation into the RSSM
-    posterior and samples (or, for evaluation, takes the mode of) the actor.
-- `cem` (PlaNet): there is no actor or critic (`behavior` is None); the update
-    trains the world model only and the policy step plans with the
-    cross-entropy method from the posterior (dreamer_tf/planner.py).
-Both run for a batch of environments at once, XLA-compiled when `jit` is on.
+The preset's `behavior` selects a component (one interface, see ActorCritic):
+- `actor_critic` (Dreamer, Dreaming; dreamer_tf/behavior.py): `train(batch)`
+    runs the whole update (world model, imagination, actor, critic, slow critic)
+    as a single `tf.function`; `policy(obs, state)` filters the observation into
+    the RSSM posterior and samples (or, for evaluation, takes the mode of) the actor.
+- `cem` (PlaNet; dreamer_tf/planner.py): the update trains the world model only
+    and the policy step plans with the cross-entropy method from the posterior.
+The preset's `representation` selects the world model's component the same way
+(dreamer_tf/world_model.py). Both run for a batch of environments at once,
+XLA-compiled when `jit` is on.
 """
 
 import contextlib
@@ -18,12 +19,12 @@ import tensorflow as tf
 from dreamer_tf import distribute
 from dreamer_tf.behavior import ActorCritic
 from dreamer_tf.config import ConfigError
-from dreamer_tf.optim import Adam
-from dreamer_tf.planner import CEM
+from dreamer_tf.optim import Adam, prefixed
+from dreamer_tf.planner import Planner
 from dreamer_tf.world_model import WorldModel
 
 PRECISIONS = {'32': tf.float32, '16': tf.float16, 'bf16': tf.bfloat16}
-BEHAVIORS = ('actor_critic', 'cem')
+BEHAVIORS = {'actor_critic': ActorCritic, 'cem': Planner}
 # Fold-in constant deriving the observation preprocessing seed of a policy step,
 # so the other draws stay those of presets without preprocessing.
 PREPROCESS_STREAM = 1
@@ -72,7 +73,7 @@ def check_config(config):
     resolve_precision(config.precision)
     resolve_jit(config.jit)
     if config.behavior not in BEHAVIORS:
-        raise ConfigError(f'behavior must be one of {BEHAVIORS}, got {config.behavior!r}')
+        raise ConfigError(f'behavior must be one of {tuple(BEHAVIORS)}, got {config.behavior!r}')
 
 
 class Agent(tf.Module):
@@ -84,12 +85,8 @@ class Agent(tf.Module):
         self.precision = resolve_precision(config.precision)
         self.strategy = distribute.make_strategy(config)
         self.jit = resolve_jit(config.jit, distributed=self.strategy is not None)
+        self.replicas = distribute.Replicas(self.strategy)
         dtype = PRECISIONS[self.precision]
-        if config.behavior == 'cem' and act_space.discrete:
-            raise ConfigError(
-                'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '
-                'this environment has discrete actions'
-            )
         # The generator stays outside the strategy: one stream of update seeds.
         self.rng = tf.random.Generator.from_seed(config.seed)
         with self.name_scope, self._scope():
@@ -98,56 +95,34 @@ class Agent(tf.Module):
             self.model_opt = Adam(
                 self.wm.trainable_variables, **config.model_opt, loss_scale=scale, name='model_opt'
             )
-            if config.behavior == 'cem':
-                self.behavior, self.planner = None, CEM(act_space.n, **config.planner)
-            else:
-                self._build_actor_critic(dtype, scale)
+            self.behavior = BEHAVIORS[config.behavior].from_config(
+                self.wm, act_space, config, dtype, scale
+            )
         # The compiled update with an explicit seed, `update(data, seed)`: what `train`
         # calls, and what the diagnostics time and export (scripts/export_update.py).
         self.update = tf.function(self._train_step, jit_compile=self.jit)
         self._policy = tf.function(self.policy_step, jit_compile=self.jit)
 
-    def _build_actor_critic(self, dtype, scale):
-        config = self.config
-        self.behavior = ActorCritic(self.wm.rssm.feat_size, self.act_space, config, dtype)
-        self.actor_opt = Adam(
-            self.behavior.actor.trainable_variables,
-            **config.actor_opt,
-            loss_scale=scale,
-            name='actor_opt',
-        )
-        self.critic_opt = Adam(
-            self.behavior.critic.trainable_variables,
-            **config.critic_opt,
-            loss_scale=scale,
-            name='critic_opt',
-        )
+    @property
+    def optimizers(self):
+        """{role: optim.Adam}: the world model's and the behaviour's."""
+        return {'model': self.model_opt, **self.behavior.optimizers}
 
     def train(self, data):
         """One update on a batch dict of [B, T, ...] tensors; returns float metrics."""
         return self.update(data, self.rng.make_seeds(1)[:, 0])
 
     def _train_step(self, data, seed):
-        """World model, then actor and critic on imagination from its posterior.
+        """The world model's step, then the behaviour's from its posterior states.
 
         Each phase computes gradients on the replicas (one device, or the
         rows of each device under `distribute`), then applies their mean once.
         """
-        seed_wm, seed_imag = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        grads, start, metrics = self._on_replicas(self._model_grads, data, seed_wm)
-        metrics = self._mean(metrics)
-        metrics.update(_prefix('model', self.model_opt.apply(self._mean(grads))))
-        if self.behavior is None:
-            return metrics
-        actor_grads, critic_grads, state, behavior_metrics = self._on_replicas(
-            self._behavior_grads, start, seed_imag
-        )
-        metrics.update(self._mean(behavior_metrics))
-        actor_metrics = self.actor_opt.apply(self._mean(actor_grads))
-        metrics.update(_prefix('actor', actor_metrics))
-        metrics.update(_prefix('critic', self.critic_opt.apply(self._mean(critic_grads))))
-        # Replicas computed identical statistics from the gathered returns.
-        self.behavior.apply_state(self._first(state), actor_metrics['grad_finite'] > 0)
+        seed_wm, seed_behavior = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        grads, start, metrics = self.replicas.run(self._model_grads, data, seed_wm)
+        metrics = self.replicas.mean(metrics)
+        metrics.update(prefixed('model', self.model_opt.apply(self.replicas.mean(grads))))
+        metrics.update(self.behavior.train(self.wm, start, seed_behavior, self.replicas))
         return metrics
 
     def _model_grads(self, data, seed):
@@ -159,51 +134,12 @@ class Agent(tf.Module):
         start['cont'] = 1.0 - tf.reshape(tf.cast(data['is_terminal'], tf.float32), [-1])
         return grads, start, metrics
 
-    def _behavior_grads(self, start, seed):
-        start = dict(start)
-        start_cont = start.pop('cont')
-        # The critic's tape opens after the imagination: see ActorCritic.losses.
-        with tf.GradientTape() as actor_tape:
-            traj = self.behavior.imagine(self.wm, start, start_cont, seed)
-            with tf.GradientTape() as critic_tape:
-                critic_raw = self.behavior.critic.raw(traj['feat'])
-                actor_loss, critic_loss, metrics, state = self.behavior.losses(traj, critic_raw)
-        actor_grads = self.actor_opt.gradients(actor_tape, actor_loss)
-        critic_grads = self.critic_opt.gradients(critic_tape, critic_loss)
-        return actor_grads, critic_grads, state, metrics
-
     def _scope(self):
         return self.strategy.scope() if self.strategy else contextlib.nullcontext()
 
-    def _on_replicas(self, fn, *args):
-        """fn(*args) on one device, or on each replica's rows under `distribute`."""
-        if self.strategy is None:
-            return fn(*args)
-
-        def replica_fn(*args):
-            with distribute.replica_rows():
-                return fn(*args)
-
-        return self.strategy.run(replica_fn, args)
-
-    def _mean(self, values):
-        """The mean over replicas of each tensor (the all-reduce of gradients and metrics)."""
-        if self.strategy is None:
-            return values
-        reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
-        return tf.nest.map_structure(reduce, values)
-
-    def _first(self, values):
-        if self.strategy is None:
-            return values
-        return tf.nest.map_structure(
-            lambda x: self.strategy.experimental_local_results(x)[0], values
-        )
-
     def policy_variables(self):
-        """The variables `policy_step` reads: the world model's and the actor's."""
-        actor = self.behavior.actor.variables if self.behavior is not None else ()
-        return [*self.wm.variables, *actor]
+        """The variables `policy_step` reads: the world model's and the behaviour's."""
+        return [*self.wm.variables, *self.behavior.policy_variables()]
 
     def initial_state(self, batch_size):
         """Recurrent policy state: (RSSM latent, previous action)."""
@@ -249,13 +185,7 @@ class Agent(tf.Module):
         applied only when `explore`: the exporter leaves it out. `sample_latent`
         samples the posterior also when not exploring (the V1/V2/PlaNet evaluation)."""
         latent, seed_act, seed_noise = self.observe(obs, state, seed, explore or sample_latent)
-        if self.behavior is None:
-            # PlaNet: plan from the posterior (CEM samples its own candidates, also in evaluation).
-            reward = lambda feat: self.wm.reward(feat).mean()
-            action = self.planner(self.wm.rssm, reward, latent, seed_act)
-        else:
-            dist = self.behavior.actor(self.wm.rssm.feat(latent))
-            action = dist.sample(seed_act) if explore else dist.mode()
+        action = self.behavior.act(self.wm, latent, seed_act, explore)
         if explore and noise is not None:
             action = self._explore(action, noise, seed_noise)
         if not self.act_space.discrete:
@@ -298,6 +228,3 @@ class Agent(tf.Module):
         noise = amount * tf.random.stateless_normal(tf.shape(action), seed)
         return tf.clip_by_value(action + noise, -1.0, 1.0)
 
-
-def _prefix(name, metrics):
-    return {f'{name}_{k}': v for k, v in metrics.items()}

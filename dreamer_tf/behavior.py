@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf import distribute, dists, heads, nn
+from dreamer_tf.optim import Adam, prefixed
 
 sg = tf.stop_gradient
 
@@ -168,7 +169,22 @@ class Actor(tf.Module):
 
 
 class ActorCritic(tf.Module):
-    def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, name='behavior'):
+    """The Dreamers' behaviour: an actor and a critic learned in imagination, each with its
+    optimiser (`actor_opt`, `critic_opt`).
+
+    A behaviour component (the other is planner.Planner) offers the agent:
+    - `act(wm, latent, seed, explore)`: actions [N, A] at posterior states;
+    - `train(wm, start, seed, replicas)`: its part of the update, after the world
+      model's step, from the posterior states `start`; returns metrics;
+    - `optimizers`: {role: optim.Adam}; `policy_variables()`: what `act` reads
+      beyond the world model; `exportable`: whether `act` is one recurrent step an
+      exporter can trace.
+    """
+
+    exportable = True
+
+    def __init__(self, feat_size, act_space, config, compute_dtype=tf.float32, loss_scale=False,
+                 name='behavior'):
         super().__init__(name=name)
         self.config = config
         actor_cfg, critic_cfg = config.actor, config.critic
@@ -194,9 +210,56 @@ class ActorCritic(tf.Module):
             self.slow_critic = make_critic('slow_critic') if critic_cfg.slow_update_every else None
             self.retnorm = ReturnNorm(**config.retnorm) if actor_cfg.retnorm else None
             self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
+            self.actor_opt = Adam(self.actor.trainable_variables, **config.actor_opt,
+                                  loss_scale=loss_scale, name='actor_opt')
+            self.critic_opt = Adam(self.critic.trainable_variables, **config.critic_opt,
+                                   loss_scale=loss_scale, name='critic_opt')
         if self.slow_critic is not None:
             for slow, var in zip(self.slow_critic.variables, self.critic.variables):
                 slow.assign(var)
+
+    @classmethod
+    def from_config(cls, wm, act_space, config, compute_dtype, loss_scale):
+        return cls(wm.rssm.feat_size, act_space, config, compute_dtype, loss_scale)
+
+    @property
+    def optimizers(self):
+        return {'actor': self.actor_opt, 'critic': self.critic_opt}
+
+    def policy_variables(self):
+        return list(self.actor.variables)
+
+    def act(self, wm, latent, seed, explore):
+        """The actor's sample with `explore`, else its mode."""
+        dist = self.actor(wm.rssm.feat(latent))
+        return dist.sample(seed) if explore else dist.mode()
+
+    def train(self, wm, start, seed, replicas):
+        """Actor and critic steps on imagination from `start` (posterior states with
+        their `cont`), their gradients computed on the replicas and applied once."""
+        actor_grads, critic_grads, state, metrics = replicas.run(
+            lambda start, seed: self._grads(wm, start, seed), start, seed
+        )
+        metrics = replicas.mean(metrics)
+        actor_metrics = self.actor_opt.apply(replicas.mean(actor_grads))
+        metrics.update(prefixed('actor', actor_metrics))
+        metrics.update(prefixed('critic', self.critic_opt.apply(replicas.mean(critic_grads))))
+        # Replicas computed identical statistics from the gathered returns.
+        self.apply_state(replicas.first(state), actor_metrics['grad_finite'] > 0)
+        return metrics
+
+    def _grads(self, wm, start, seed):
+        start = dict(start)
+        start_cont = start.pop('cont')
+        # The critic's tape opens after the imagination: see `losses`.
+        with tf.GradientTape() as actor_tape:
+            traj = self.imagine(wm, start, start_cont, seed)
+            with tf.GradientTape() as critic_tape:
+                critic_raw = self.critic.raw(traj['feat'])
+                actor_loss, critic_loss, metrics, state = self.losses(traj, critic_raw)
+        actor_grads = self.actor_opt.gradients(actor_tape, actor_loss)
+        critic_grads = self.critic_opt.gradients(critic_tape, critic_loss)
+        return actor_grads, critic_grads, state, metrics
 
     def imagine_policy(self, feat, seed):
         """The actor's sampled action at `feat`, with its raw output (kept for the loss)."""

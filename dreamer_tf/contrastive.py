@@ -140,7 +140,10 @@ class LinearDynamics(tf.Module):
 
 
 class Contrastive(tf.Module):
-    """Dreaming's representation loss: InfoNCE at 0..overshoot steps ahead (module docstring)."""
+    """Dreaming's representation component: InfoNCE at 0..overshoot steps ahead (module
+    docstring), in place of world_model.Reconstruction's decoder."""
+
+    decodes = False
 
     def __init__(
         self,
@@ -172,6 +175,11 @@ class Contrastive(tf.Module):
             self.project = nn.Linear(feat_size, embed_size, bias=False, name='project')
             self.dynamics = LinearDynamics(feat_size, act_dim) if overshoot else None
 
+    @classmethod
+    def from_config(cls, obs_space, act_space, feat_size, embed_size, config, compute_dtype):
+        return cls(feat_size, embed_size, act_space.n, **config.contrastive,
+                   compute_dtype=compute_dtype)
+
     def augment(self, obs, image_keys, seed):
         """Random-crop the image keys of a batch of sequences; other keys pass through."""
         if not self.crop_pad:
@@ -181,6 +189,10 @@ class Contrastive(tf.Module):
         return {
             k: random_crop(v, self.crop_pad, seed) if k in image_keys else v for k, v in obs.items()
         }
+
+    def losses(self, feat, embed, obs, data):
+        """The representation component's losses (world_model.Reconstruction): `loss`."""
+        return self.loss(feat, embed, data['action'], data['is_first'])
 
     def loss(self, feat, embed, action, is_first):
         """feat [B, T, F] posterior states, embed [B, T, E]; returns (losses, metrics).

@@ -30,19 +30,24 @@ sits in a `tf.cond` (a non-finite gradient skips the step), and an
 assignment to a mirrored variable in replica context is a synchronisation
 point (`merge_call`) that MirroredStrategy forbids inside control flow.
 
-Multi-worker training (`tf.distribute.MultiWorkerMirroredStrategy`) would
-use the same replica functions: each worker runs this process with
-`TF_CONFIG` naming the cluster, the strategy's collectives all-reduce the
-gradients across machines, and each worker feeds its own replay's batch as
-its rows (the global batch is B times the number of workers).
+`distribute.strategy: multi_worker` runs the same replica functions under
+`tf.distribute.MultiWorkerMirroredStrategy` across processes: each worker
+process is started with `TF_CONFIG` naming the cluster and its own index, the
+strategy's collectives all-reduce the gradients across them, and each worker
+feeds its own batch of B rows (the global batch is B times the number of
+workers; worker w holds rows [w B, (w+1) B) of it). A replica slices its rows
+out of its worker's batch, and draws its noise as the one device that updates on
+the global batch would (its global replica index), so two workers equal one
+process on their batches concatenated in worker order.
 """
 
 import contextlib
+import os
 import threading
 
 import tensorflow as tf
 
-STRATEGIES = ('none', 'mirrored')
+STRATEGIES = ('none', 'mirrored', 'multi_worker')
 
 _local = threading.local()
 
@@ -54,6 +59,8 @@ def make_strategy(config):
         raise ValueError(f'distribute.strategy must be one of {STRATEGIES}, got {kind!r}')
     if kind == 'none':
         return None
+    if kind == 'multi_worker':
+        return _multi_worker(config)
     devices = list(config.distribute.devices) or _default_devices()
     replicas = len(devices)
     if config.run.batch_size % replicas:
@@ -72,6 +79,60 @@ def make_strategy(config):
     return tf.distribute.MirroredStrategy(devices)
 
 
+class Replicas:
+    """Runs an update's phases on one device or on each replica of `strategy`: `run` a
+    replica function, then take the `mean` of its gradients and metrics (the all-reduce)
+    or the `first` replica's values (statistics every replica computed alike)."""
+
+    def __init__(self, strategy=None):
+        self.strategy = strategy
+
+    def run(self, fn, *args):
+        """fn(*args) on one device, or on each replica's rows under a strategy."""
+        if self.strategy is None:
+            return fn(*args)
+
+        local = len(self.strategy.extended.worker_devices)
+
+        def replica_fn(*args):
+            with replica_rows(local):
+                return fn(*args)
+
+        return self.strategy.run(replica_fn, args)
+
+    def mean(self, values):
+        if self.strategy is None:
+            return values
+        reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
+        return tf.nest.map_structure(reduce, values)
+
+    def first(self, values):
+        if self.strategy is None:
+            return values
+        return tf.nest.map_structure(
+            lambda x: self.strategy.experimental_local_results(x)[0], values
+        )
+
+
+def _multi_worker(config):
+    """MultiWorkerMirroredStrategy over the cluster of `TF_CONFIG`, with this worker's
+    devices (distribute.devices, or all GPUs, or else the CPU) as its local replicas."""
+    if 'TF_CONFIG' not in os.environ:
+        raise ValueError(
+            'distribute.strategy multi_worker needs TF_CONFIG naming the cluster and this '
+            'worker, e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    local = len(strategy.extended.worker_devices)
+    if config.run.batch_size % local:
+        raise ValueError(
+            f'run.batch_size {config.run.batch_size} (each worker\'s batch) must be divisible '
+            f'by the {local} replicas of this worker'
+        )
+    return strategy
+
+
 def _canonical(name):
     """'/gpu:0', '/device:GPU:0' and the full job path all name .../device:GPU:0."""
     kind, _, index = name.split('/')[-1].replace('device:', '').rpartition(':')
@@ -85,15 +146,18 @@ def _default_devices():
 
 
 @contextlib.contextmanager
-def replica_rows():
+def replica_rows(local=None):
     """Inside a replica function: make noise draws and `local_rows` slice this replica's rows.
 
-    MirroredStrategy runs each replica's function in its own thread, so the
-    replica's index is kept thread-locally.
+    `local`: the replicas of this process (all of them, by default); replica ids are
+    numbered worker by worker. MirroredStrategy runs each replica's function in its
+    own thread, so the replica's index is kept thread-locally.
     """
     ctx = tf.distribute.get_replica_context()
+    index, count = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+    local = local or count
     previous = getattr(_local, 'shard', None)
-    _local.shard = (ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync)
+    _local.shard = (index, count, index % local, local)
     try:
         yield
     finally:
@@ -105,11 +169,12 @@ def _shard():
 
 
 def local_rows(x):
-    """This replica's rows of a global batch tensor [B, ...] (x itself outside a replica)."""
+    """This replica's rows of its process's batch tensor [B, ...] (x itself outside a
+    replica)."""
     shard = _shard()
     if shard is None:
         return x
-    index, count = shard
+    _, _, index, count = shard
     rows = x.shape[0] // count
     return tf.gather(tf.reshape(x, [count, rows, *x.shape[1:]]), index)
 
@@ -118,7 +183,7 @@ def _draw(sample, shape, seed):
     shard = _shard()
     if shard is None:
         return sample(shape, seed)
-    index, count = shard
+    index, count = shard[:2]
     shape = tf.convert_to_tensor(shape, tf.int32)
     # One device draws [count * rows, ...]; stateless generators fill a shape
     # in row-major order, so [count, rows, ...] holds the same numbers.

@@ -126,3 +126,8 @@ class Adam(tf.Module):
         self.good_steps.assign(
             tf.where(finite & ~grow, self.good_steps + 1, tf.zeros_like(self.good_steps))
         )
+
+
+def prefixed(name, metrics):
+    """An optimiser's metrics under its role's name: `actor_grad_norm`, ..."""
+    return {f'{name}_{k}': v for k, v in metrics.items()}

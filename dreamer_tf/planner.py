@@ -24,6 +24,8 @@ tell whether a run's world model and critic or its actor limit its return.
 
 import tensorflow as tf
 
+from dreamer_tf.config import ConfigError
+
 
 class CEM(tf.Module):
     def __init__(self, act_dim, *, horizon, candidates, iterations, top, name='cem'):
@@ -97,3 +99,38 @@ class CEM(tf.Module):
         if value is not None:
             total += float(discount) ** self.horizon * value(feat[-1])
         return total
+
+
+class Planner(tf.Module):
+    """PlaNet's behaviour: no actor or critic; every action is planned by CEM over the
+    world model's predicted rewards, and the update trains the world model only.
+
+    The behaviour component interface is ActorCritic's (dreamer_tf/behavior.py).
+    CEM samples its own candidates, so `act` plans alike with and without `explore`.
+    """
+
+    exportable = False
+    optimizers = {}
+
+    def __init__(self, act_space, planner, name='planner'):
+        super().__init__(name=name)
+        if act_space.discrete:
+            raise ConfigError(
+                'behavior cem (PlaNet) plans continuous actions in [-1, 1]; '
+                'this environment has discrete actions'
+            )
+        self.cem = CEM(act_space.n, **planner)
+
+    @classmethod
+    def from_config(cls, wm, act_space, config, compute_dtype, loss_scale):
+        return cls(act_space, config.planner)
+
+    def policy_variables(self):
+        return []
+
+    def act(self, wm, latent, seed, explore):
+        reward = lambda feat: wm.reward(feat).mean()
+        return self.cem(wm.rssm, reward, latent, seed)
+
+    def train(self, wm, start, seed, replicas):
+        return {}

@@ -3,7 +3,8 @@
 Loss (one form covering the papers):
     L = sum_k scale_k * E[-ln p(x_k | s_t)]            reconstruction, reward, continuation
         + dyn * clip(KL[sg(q) || p]) + rep * clip(KL[q || sg(p)])
-`representation` selects how the state learns about observations:
+`representation` selects the component by which the state learns about observations
+(one interface, see Reconstruction):
 - `reconstruction` (PlaNet, DreamerV1-V3): an observation decoder, -ln p(o_t | s_t);
 - `contrastive` (DreamingV1/V2): no decoder at all; its term is replaced by
     Dreaming's InfoNCE terms `contrast_k`, k = 0..K steps ahead, on randomly
@@ -34,7 +35,6 @@ from dreamer_tf import distribute, heads
 from dreamer_tf.contrastive import Contrastive
 from dreamer_tf.rssm import RSSM
 
-REPRESENTATIONS = ('reconstruction', 'contrastive')
 # Fold-in constant deriving the augmentation seed from the update's seed, so the
 # RSSM's draws stay those of presets without augmentation.
 AUGMENT_STREAM = 1
@@ -56,6 +56,39 @@ def kl_loss(post, prior, rssm, *, dyn, rep, free, free_avg):
     return loss, {'kl': tf.reduce_mean(dyn_kl), 'dyn_loss': dyn_loss, 'rep_loss': rep_loss}
 
 
+class Reconstruction(tf.Module):
+    """The papers' representation: a decoder scored by -ln p(o_t | s_t) per observation key.
+
+    A representation component (the other is contrastive.Contrastive) offers the world
+    model `augment(obs, image_keys, seed)`, the encoder's training input, and
+    `losses(feat, embed, obs, data)`: ({name: loss} scaled by `loss_scales`, metrics);
+    `decodes`: whether it has a `decoder` (open-loop videos need one).
+    """
+
+    decodes = True
+
+    def __init__(self, decoder):
+        super().__init__(name='reconstruction')
+        self.decoder = decoder
+
+    @classmethod
+    def from_config(cls, obs_space, act_space, feat_size, embed_size, config, compute_dtype):
+        # Built in the world model's name scope, so the decoder's variables keep their names.
+        return cls(heads.Decoder(obs_space, feat_size, **config.decoder,
+                                 compute_dtype=compute_dtype))
+
+    def augment(self, obs, image_keys, seed):
+        return obs
+
+    def losses(self, feat, embed, obs, data):
+        targets = self.decoder.targets(obs)
+        losses = {f'recon_{key}': -tf.reduce_mean(dist.log_prob(targets[key]))
+                  for key, dist in self.decoder(feat).items()}
+        return losses, {}
+
+
+REPRESENTATIONS = {'reconstruction': Reconstruction, 'contrastive': Contrastive}
+
 # The reward head's target (danijar/dreamerv2 `clip_rewards`: tanh for Atari). The
 # agent then imagines and learns from transformed rewards; logged returns stay raw.
 REWARD_TRANSFORMS = {'identity': tf.identity, 'tanh': tf.tanh, 'sign': tf.sign}
@@ -68,7 +101,8 @@ class WorldModel(tf.Module):
         self.dtype = compute_dtype
         if config.representation not in REPRESENTATIONS:
             raise ValueError(
-                f'representation must be one of {REPRESENTATIONS}, got {config.representation!r}'
+                f'representation must be one of {tuple(REPRESENTATIONS)}, '
+                f'got {config.representation!r}'
             )
         if not 1 <= config.image_bits <= 8:
             raise ValueError(f'image_bits must be in 1..8, got {config.image_bits}')
@@ -84,19 +118,9 @@ class WorldModel(tf.Module):
             )
             feat = self.rssm.feat_size
             # Dreaming builds no decoder: none of its variables exist to train or save.
-            self.decoder, self.contrastive = None, None
-            if config.representation == 'reconstruction':
-                self.decoder = heads.Decoder(
-                    obs_space, feat, **config.decoder, compute_dtype=compute_dtype
-                )
-            else:
-                self.contrastive = Contrastive(
-                    feat,
-                    self.encoder.out_size,
-                    act_space.n,
-                    **config.contrastive,
-                    compute_dtype=compute_dtype,
-                )
+            self.representation = REPRESENTATIONS[config.representation].from_config(
+                obs_space, act_space, feat, self.encoder.out_size, config, compute_dtype
+            )
             self.reward = heads.Head(
                 feat, **config.reward_head, compute_dtype=compute_dtype, name='reward'
             )
@@ -110,7 +134,7 @@ class WorldModel(tf.Module):
 
     def preprocess(self, obs, seed, augment):
         """Images as the encoder (and decoder) see them: quantised (`image_bits`) and,
-        with `augment` under the contrastive representation, randomly cropped.
+        with `augment`, as the representation augments them (Dreaming's random crop).
 
         obs: dict of [B, ...] or [B, T, ...] tensors. At 8 bits without augmentation
         obs comes back unchanged; quantised images are float32 in [0, 255] units
@@ -124,8 +148,8 @@ class WorldModel(tf.Module):
                 obs[key] = quantise(
                     obs[key], self.config.image_bits, tf.random.fold_in(seed_noise, i)
                 )
-        if augment and self.contrastive is not None:
-            obs = self.contrastive.augment(obs, keys, seed_crop)
+        if augment:
+            obs = self.representation.augment(obs, keys, seed_crop)
         return obs
 
     def loss(self, data, seed):
@@ -135,14 +159,7 @@ class WorldModel(tf.Module):
         embed = self.encoder(obs)
         post, prior = self.rssm.observe(embed, data['action'], data['is_first'], seed)
         feat = self.rssm.feat(post)
-        losses, metrics = {}, {}
-        if self.decoder is not None:
-            targets = self.decoder.targets(obs)
-            for key, dist in self.decoder(feat).items():
-                losses[f'recon_{key}'] = -tf.reduce_mean(dist.log_prob(targets[key]))
-        else:
-            contrast, metrics = self.contrastive.loss(feat, embed, data['action'], data['is_first'])
-            losses.update(contrast)
+        losses, metrics = self.representation.losses(feat, embed, obs, data)
         reward = REWARD_TRANSFORMS[cfg.reward_transform](tf.cast(data['reward'], tf.float32))
         losses['reward'] = -tf.reduce_mean(self.reward(feat).log_prob(reward))
         if self.cont is not None:

@@ -3,13 +3,12 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
-from dreamer_tf.agent import Agent
+from dreamer_tf.agent import BEHAVIORS, Agent
 from dreamer_tf.config import Config, load_config
 from dreamer_tf.envs.base import TaskError
-from dreamer_tf.envs.from_config import env_args, env_spec, loop_eval_seed
+from dreamer_tf.envs.from_config import env_args, loop_eval_seed
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.run.restore import load_agent
 from dreamer_tf_export.policy import ExportError, planet_message
@@ -50,7 +49,7 @@ def run_config(logdir):
     if not path.exists():
         raise ExportError(f'{path} not found: --logdir must be a training run directory')
     config = load_config([]).update(Config.load(path).to_dict())
-    if config.algo == 'planet' or config.get('behavior') == 'cem':
+    if config.behavior in BEHAVIORS and not BEHAVIORS[config.behavior].exportable:
         raise ExportError(planet_message())
     return config
 
@@ -65,7 +64,7 @@ def load_run(logdir, checkpoint=None):
         # weights are float32 variables in every precision, and XLA does not convert.
         # No env is stepped: a rendering env worker could not start from a process
         # whose main module imports TensorFlow (scripts/export.py).
-        agent, config, path = load_agent(
+        agent, config, path, spec = load_agent(
             logdir, checkpoint=checkpoint, overrides={'precision': '32', 'jit': 'off'}
         )
     except (FileNotFoundError, RuntimeError, TaskError) as error:
@@ -74,53 +73,8 @@ def load_run(logdir, checkpoint=None):
         key: int(tf.train.load_variable(path, f'counters/{key}/.ATTRIBUTES/VARIABLE_VALUE'))
         for key in ('env_steps', 'updates')
     }
-    space = env_action_space(config.task, agent.act_space, config.env.imports)
-    preprocess = env_spec(config)['observation_spec']
-    return Run(agent, config, str(Path(path).resolve()), counters, space, preprocess)
-
-
-def env_action_space(task, act_space, imports=()):
-    """The env's own action space, which the runtime maps the policy's actions back into.
-
-    The env adapters take a one-hot/index or a [-1, 1] vector and map it onto the
-    env's actions: gymnasium's Discrete(n, start) takes start + index, and every
-    continuous suite maps [-1, 1] linearly onto its bounds
-    (dreamer_tf.envs.base.scale_action); other discrete suites take the index.
-    """
-    suite, _, name = task.partition('_')
-    gym_space = None
-    if suite == 'gym':
-        from dreamer_tf.envs import import_modules
-        from dreamer_tf.envs.gym import make_gym
-
-        import_modules(imports)
-        env = make_gym(name)
-        gym_space = env.action_space
-        env.close()
-    if act_space.discrete:
-        start = int(getattr(gym_space, 'start', 0))
-        return {'discrete': True, 'n': act_space.n, 'start': start}
-    if suite == 'gym':
-        low, high, dtype = gym_space.low, gym_space.high, gym_space.dtype
-    elif suite == 'dmc':
-        from dm_control import suite as dmc_suite
-
-        from dreamer_tf.envs.dmc import parse_task
-
-        spec = dmc_suite.load(*parse_task(name)).action_spec()
-        low = np.broadcast_to(spec.minimum, spec.shape)
-        high = np.broadcast_to(spec.maximum, spec.shape)
-        dtype = spec.dtype
-    else:
-        raise ExportError(f'no continuous action bounds known for task {task!r}')
-    return {
-        'discrete': False,
-        'n': int(np.size(low)),
-        'shape': list(np.shape(low)),
-        'low': [float(x) for x in np.ravel(low)],
-        'high': [float(x) for x in np.ravel(high)],
-        'dtype': np.dtype(dtype).name,
-    }
+    return Run(agent, config, str(Path(path).resolve()), counters, spec['action_spec'],
+               spec['observation_spec'])
 
 
 def _jsonable(value):

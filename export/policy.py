@@ -48,7 +48,7 @@ class ExportError(ValueError):
 class ExportPolicy(tf.Module):
     def __init__(self, agent, stochastic=False, name='policy'):
         super().__init__(name=name)
-        if agent.behavior is None or agent.config.algo == 'planet':
+        if not agent.behavior.exportable:
             raise ExportError(planet_message())
         if agent.precision != '32' or agent.jit:
             raise ExportError(

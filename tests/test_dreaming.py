@@ -163,13 +163,14 @@ def test_linear_overshooting_shapes_values_and_episode_masks():
 @pytest.mark.parametrize('preset', ['dreamingv1', 'dreamingv2'])
 def test_dreaming_builds_no_decoder(preset):
     agent = Agent(IMAGE, ActSpace(False, 2), load_config([preset, 'dmc_vision', 'debug']))
-    assert agent.wm.decoder is None and agent.wm.contrastive is not None
+    assert isinstance(agent.wm.representation, Contrastive)
+    assert not agent.wm.representation.decodes
     names = [v.name for v in agent.variables]
     assert not [n for n in names if 'decoder' in n]
     assert [n for n in names if 'contrastive' in n]
     # The contrastive weights are trained by the world model's optimiser.
     model_vars = {id(v) for v in agent.model_opt.params}
-    assert all(id(v) in model_vars for v in agent.wm.contrastive.trainable_variables)
+    assert all(id(v) in model_vars for v in agent.wm.representation.trainable_variables)
 
 
 def first_step(obs_space):
@@ -204,7 +205,7 @@ def test_dreaming_preset_two_updates(preset, suite, obs_space):
         for a, v in zip(before, agent.wm.trainable_variables)
         if not np.allclose(a, v.numpy())
     }
-    for module in (agent.wm.encoder, agent.wm.contrastive, agent.wm.reward):
+    for module in (agent.wm.encoder, agent.wm.representation, agent.wm.reward):
         assert {v.name for v in module.trainable_variables} <= trained, module.name
     for explore in (True, False):
         action, _ = agent.policy(first_step(obs_space), agent.initial_state(2), explore=explore)

@@ -439,8 +439,8 @@ def test_env_actions_match_the_env_adapters():
     from dreamer_tf.envs.gym import action_converter
 
     box = spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32))
-    _, convert = action_converter(box)
-    space = {
+    _, space, convert = action_converter(box)
+    assert space == {
         'discrete': False,
         'n': 2,
         'shape': [2],
@@ -452,9 +452,10 @@ def test_env_actions_match_the_env_adapters():
     for action in actions:
         np.testing.assert_allclose(env_action(space, action), convert(action), rtol=1e-6)
     assert env_action(space, actions).shape == (20, 2)
-    _, convert = action_converter(spaces.Discrete(5, start=2))
+    _, space, convert = action_converter(spaces.Discrete(5, start=2))
+    assert space == {'discrete': True, 'n': 5, 'start': 2}
     onehot = np.eye(5, dtype=np.float32)[3]
-    assert env_action({'discrete': True, 'n': 5, 'start': 2}, onehot) == convert(onehot) == 5
+    assert env_action(space, onehot) == convert(onehot) == 5
 
 
 def test_metadata_check_names_the_problem(tmp_path):
@@ -593,7 +594,7 @@ def test_export_script_and_serve_give_the_tf_returns(tmp_path, capsys):
 
 
 def test_planet_and_bad_runs_are_clear_errors(tmp_path):
-    config = load_config(['dreamerv3', 'debug'], {'algo': 'planet'})
+    config = load_config(['planet', 'dmc_vision', 'debug'])
     config.save(tmp_path / 'config.yaml')
     with pytest.raises(ExportError, match='PlaNet.*CEM.*not exportable'):
         run_config(tmp_path)

@@ -1,5 +1,6 @@
 """The layout rules of the code: the diagnostics wing stays out of the product, no import
-circle, and the update's computation is pinned by fingerprints."""
+circle, functions short enough to read at once, and the update's computation pinned by
+fingerprints."""
 
 import ast
 import json
@@ -64,6 +65,23 @@ def test_no_import_circle_between_modules():
         if name not in state:
             visit(name, [name])
     assert not cycle, f'import circles: {cycle}'
+
+
+# Lines of the longest function outside tests (architecture page: read at once).
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_page():
+    files = [*PACKAGE.rglob('*.py'), *(ROOT / 'export').rglob('*.py'),
+             *(ROOT / 'scripts').glob('*.py')]
+    long = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})')
+    assert not long, f'functions over {MAX_FUNCTION_LINES} lines: {long}'
 
 
 def test_every_preset_computes_what_its_fingerprint_says():

@@ -158,7 +158,7 @@ def test_preset_two_updates(preset, suite, obs_space, discrete):
         metrics = agent.train(synthetic_batch(obs_space, act_space, 2, 8, seed=seed))
     for key in ('model_loss', 'actor_loss', 'critic_loss', 'kl'):
         assert np.isfinite(metrics[key].numpy()), key
-    assert agent.model_opt.step.numpy() == 2 and agent.actor_opt.step.numpy() == 2
+    assert agent.model_opt.step.numpy() == 2 and agent.behavior.actor_opt.step.numpy() == 2
     assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, agent.wm.trainable_variables))
     assert any(
         not np.allclose(a, b.numpy())
@@ -227,7 +227,8 @@ def test_keras_free_variables_are_tracked():
     config = load_config(['dreamerv3', 'debug'])
     agent = Agent({'vector': Space((4,), np.float32)}, ActSpace(True, 2), config)
     tracked = {id(v) for v in agent.wm.trainable_variables}
-    for module in (agent.wm.rssm.gru, agent.wm.reward, agent.wm.encoder, agent.wm.decoder):
+    for module in (agent.wm.rssm.gru, agent.wm.reward, agent.wm.encoder,
+                   agent.wm.representation.decoder):
         assert module.trainable_variables
         assert {id(v) for v in module.trainable_variables} <= tracked
     assert len(agent.behavior.actor.trainable_variables) >= 4

@@ -10,8 +10,8 @@ from dreamer_tf.diagnostics.benchmark import synthetic_batch
 from dreamer_tf.diagnostics.planning import planning_policy
 from dreamer_tf.envs.base import ActSpace, Space
 from dreamer_tf.heads import image_to_float
-from dreamer_tf.planner import CEM
-from dreamer_tf.world_model import quantise
+from dreamer_tf.planner import CEM, Planner
+from dreamer_tf.world_model import Reconstruction, quantise
 from dreamer_tf_export.policy import ExportError, ExportPolicy
 
 IMAGE = {'image': Space((64, 64, 3), np.uint8)}
@@ -88,9 +88,11 @@ def test_planet_preset_updates_the_model_and_plans_for_a_batch_of_envs():
     assert config.loss_scales.reward == 10.0 and config.kl.free == 3.0
     act_space = ActSpace(False, 2)
     agent = Agent(IMAGE, act_space, config)
-    assert agent.behavior is None and agent.wm.decoder is not None
+    assert isinstance(agent.behavior, Planner) and agent.behavior.optimizers == {}
+    assert isinstance(agent.wm.representation, Reconstruction)
+    assert agent.policy_variables() == list(agent.wm.variables)
     with pytest.raises(ValueError, match='actor-critic agent'):
-        planning_policy(agent, agent.planner)  # diagnose plan: PlaNet already plans
+        planning_policy(agent, agent.behavior.cem)  # diagnose plan: PlaNet already plans
     before = [v.numpy().copy() for v in agent.wm.trainable_variables]
     for seed in range(2):
         metrics = agent.train(synthetic_batch(IMAGE, act_space, 2, 8, seed=seed))

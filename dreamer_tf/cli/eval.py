@@ -91,7 +91,7 @@ def main(argv=None):
         except ValueError as error:
             envs.close()
             sys.exit(f'error: {error}; `dreamer-tf diagnose trace` records any observations')
-    if args.dream and agent.wm.decoder is None:
+    if args.dream and not agent.wm.representation.decodes:
         envs.close()
         sys.exit('error: --dream needs a decoder; the Dreaming presets have none (use --video)')
     try:

@@ -101,13 +101,15 @@ def _imagined(agent, latent, level, horizon, seed):
     from `latent`: means over SAMPLES imagined futures (the prior's latents are drawn)."""
     import tensorflow as tf
 
+    from dreamer_tf.behavior import ActorCritic
+
     wm, act_dim = agent.wm, agent.act_space.n
     latent = {k: tf.repeat(v, SAMPLES, 0) for k, v in latent.items()}
     policy = lambda feat, _: (tf.fill([SAMPLES, act_dim], level), tf.zeros([SAMPLES, 0]))
     states, _, _ = wm.rssm.imagine(policy, latent, horizon, tf.constant([seed, 0]))
     feat = wm.rssm.feat(states)
     reward = float(tf.reduce_mean(tf.reduce_sum(wm.reward(feat).mean()[1:], 0)))
-    if agent.behavior is None:
+    if not isinstance(agent.behavior, ActorCritic):
         return reward, None
     return reward, float(tf.reduce_mean(agent.behavior.critic(feat).mean()[-1]))
 
@@ -115,9 +117,11 @@ def _imagined(agent, latent, level, horizon, seed):
 def _row(agent, latent, t, levels, horizon, seed):
     """The model's side of the probe at policy step `t`: the actor's mode and raw mean,
     and each level's imagined reward sum and value."""
+    from dreamer_tf.behavior import ActorCritic
+
     row = {'step': t, 'mode': None, 'raw_mean': None}
     behavior = agent.behavior
-    if behavior is not None:
+    if isinstance(behavior, ActorCritic):
         raw = behavior.actor.raw(agent.wm.rssm.feat(latent))
         row['mode'] = behavior.actor.dist_from(raw).mode().numpy()[0].tolist()
         row['raw_mean'] = raw.numpy()[0, :agent.act_space.n].tolist()

@@ -8,6 +8,8 @@ model and critic or its actor limit it.
 
 import tensorflow as tf
 
+from dreamer_tf.behavior import ActorCritic
+
 
 def planning_policy(agent, planner):
     """A policy `act(obs, state) -> (action, state)` without exploration that acts by
@@ -16,7 +18,7 @@ def planning_policy(agent, planner):
     The filter step is evaluation's (posterior mode). Continuous actions and agents with
     a critic only (PlaNet's policy already plans, without one).
     """
-    if agent.behavior is None or agent.act_space.discrete:
+    if not isinstance(agent.behavior, ActorCritic) or agent.act_space.discrete:
         raise ValueError(
             'planning over the world model needs an actor-critic agent with continuous '
             'actions (PlaNet already plans; discrete actions have no CEM here)'

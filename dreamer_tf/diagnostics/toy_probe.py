@@ -23,7 +23,7 @@ PlaNet (no actor or critic) gets the read-out errors only.
 import numpy as np
 import tensorflow as tf
 
-from dreamer_tf.behavior import lambda_return
+from dreamer_tf.behavior import ActorCritic, lambda_return
 from dreamer_tf.replay import Replay
 from dreamer_tf.run.restore import load_run
 
@@ -54,7 +54,7 @@ def probe(logdir, batch=32, length=64, seed=1):
     out = {
         'readout_error': [float(x) for x in np.abs(held_out - truth[half:]).mean(0)],
     }
-    if behavior is None:
+    if not isinstance(behavior, ActorCritic):
         return out
     traj = behavior.imagine(wm, start, tf.ones([len(feat)]), tf.constant([seed, 1]))
     imagined = _affine(traj['feat'].numpy()) @ weights

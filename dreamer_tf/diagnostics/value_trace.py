@@ -40,6 +40,8 @@ what a state is worth beyond the imagination horizon.
 import numpy as np
 import tensorflow as tf
 
+from dreamer_tf.behavior import ActorCritic
+
 ROWS = 10
 
 
@@ -113,7 +115,7 @@ def model_along(agent, steps, horizon=None, samples=4):
         'model_reward': wm.reward(feat).mean().numpy().astype(np.float32),
         'return_to_go': return_to_go(steps['reward'], discount),
     }
-    if agent.behavior is not None:
+    if isinstance(agent.behavior, ActorCritic):
         value = agent.behavior.critic(feat).mean().numpy().astype(np.float32)
         truncated = bool(steps['is_last'][-1]) and not bool(steps['is_terminal'][-1])
         out['model_value'] = value

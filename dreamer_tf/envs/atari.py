@@ -30,6 +30,7 @@ from dreamer_tf.envs.base import (
     ActSpace,
     Space,
     TaskError,
+    discrete_action_spec,
     discrete_index,
     ensure_running,
     transition,
@@ -112,6 +113,7 @@ class Atari:
         self._last_lives = 0
         self._done = True
         self.act_space = ActSpace(True, len(self._actions))
+        self.action_spec = discrete_action_spec(self.act_space.n)
         self.obs_space = {'image': Space((*self._size, channels), np.uint8)}
 
     def reset(self):

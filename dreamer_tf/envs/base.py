@@ -1,6 +1,6 @@
 """Environment interface shared by all suites, plus generic wrappers.
 
-Every environment exposes ``obs_space``, ``act_space``, ``reset()``,
+Every environment exposes ``obs_space``, ``act_space``, ``action_spec``, ``reset()``,
 ``step(action)`` and ``close()``. ``reset`` and ``step`` return a dict holding
 the observation keys plus ``reward``, ``is_first``, ``is_last`` and
 ``is_terminal``.
@@ -71,6 +71,25 @@ def discrete_index(action, n):
     return index
 
 
+def discrete_action_spec(n, start=0):
+    """An env's own discrete actions, as an exported policy's runtime maps into them
+    (dreamer_tf_runtime): the agent's action i is the env's `start + i`."""
+    return {'discrete': True, 'n': int(n), 'start': int(start)}
+
+
+def box_action_spec(low, high, dtype=np.float32):
+    """An env's own continuous actions: the agent's [-1, 1] vector maps linearly onto
+    [low, high] (`scale_action`), reshaped to `shape` and cast to `dtype`."""
+    return {
+        'discrete': False,
+        'n': int(np.size(low)),
+        'shape': [int(d) for d in np.shape(low)],
+        'low': [float(x) for x in np.ravel(low)],
+        'high': [float(x) for x in np.ravel(high)],
+        'dtype': np.dtype(dtype).name,
+    }
+
+
 def check_bounds(low, high):
     """Validates continuous action bounds and returns them as float64 arrays."""
     low = np.asarray(low, np.float64)
@@ -105,6 +124,11 @@ class Wrapper:
     @property
     def act_space(self):
         return self.env.act_space
+
+    @property
+    def action_spec(self):
+        """The env's own action space (`discrete_action_spec`, `box_action_spec`)."""
+        return self.env.action_spec
 
     @property
     def observation_spec(self):

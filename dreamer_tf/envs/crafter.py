@@ -18,6 +18,7 @@ from dreamer_tf.envs.base import (
     ActSpace,
     Space,
     TaskError,
+    discrete_action_spec,
     discrete_index,
     ensure_running,
     transition,
@@ -73,6 +74,7 @@ class Crafter:
         self._names = achievements()
         self._done = True
         self.act_space = ActSpace(True, self._env.action_space.n)
+        self.action_spec = discrete_action_spec(self.act_space.n)
         self.obs_space = {'image': Space((*size, 3), np.uint8)}
         # The runtime's preprocessing of crafter.Env's image, kept in an export's metadata.
         self.observation_spec = {'images': [{'key': 'image', 'path': [], 'size': list(size)}]}

@@ -13,6 +13,7 @@ from dreamer_tf.envs.base import (  # noqa: E402
     ActSpace,
     Space,
     TaskError,
+    box_action_spec,
     check_bounds,
     ensure_running,
     scale_action,
@@ -73,6 +74,7 @@ class DMC:
             np.broadcast_to(spec.minimum, spec.shape),
             np.broadcast_to(spec.maximum, spec.shape))
         self.act_space = ActSpace(False, int(np.prod(spec.shape)))
+        self.action_spec = box_action_spec(self._low, self._high, spec.dtype)
         if self._vision:
             self.obs_space = {'image': Space((*self._size, 3), np.uint8)}
             # The env's observation is then the camera frame (physics.render).

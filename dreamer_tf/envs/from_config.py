@@ -117,13 +117,15 @@ def eval_seed(config, seed=None):
 
 
 def env_spec(config, env_fn=None):
-    """The run's env as an exported policy needs it: `obs_space`, `act_space` and
-    `observation_spec` (its preprocessing, or None), from an env built in this process
-    and never reset, so that nothing renders and no worker process starts."""
+    """The run's env as an exported policy needs it: `obs_space`, `act_space`,
+    `action_spec` (the env's own actions) and `observation_spec` (its preprocessing, or
+    None), from an env built in this process and never reset, so that nothing renders
+    and no worker process starts."""
     if env_fn is None:
         check_task(config.task, config.env.imports)
     env = make_env(**env_args(config, eval_seed(config), 'eval'), factory=env_fn)
     spec = {'obs_space': env.obs_space, 'act_space': env.act_space,
+            'action_spec': env.action_spec,
             'observation_spec': getattr(env, 'observation_spec', None)}
     env.close()
     return spec

@@ -13,7 +13,9 @@ from dreamer_tf.envs.base import (
     ActSpace,
     Space,
     TaskError,
+    box_action_spec,
     check_bounds,
+    discrete_action_spec,
     discrete_index,
     ensure_running,
     scale_action,
@@ -174,13 +176,15 @@ def leaf_size(spec):
 
 
 def action_converter(space):
-    """Returns the ActSpace and a function mapping interface actions to env actions."""
+    """Returns the ActSpace, the env's action spec and a function mapping interface
+    actions to env actions."""
     if isinstance(space, spaces.Discrete):
         n, start = int(space.n), int(space.start)
-        return ActSpace(True, n), lambda action: start + discrete_index(action, n)
+        return (ActSpace(True, n), discrete_action_spec(n, start),
+                lambda action: start + discrete_index(action, n))
     if isinstance(space, spaces.Box):
         low, high = check_bounds(space.low, space.high)
-        return ActSpace(False, int(low.size)), (
+        return ActSpace(False, int(low.size)), box_action_spec(low, high, space.dtype), (
             lambda action: scale_action(action, low, high).astype(space.dtype))
     raise TaskError(
         f'Action space {space} is not supported: actions must be Discrete or Box. A '
@@ -213,7 +217,8 @@ class Gym:
         self._size = tuple(size) if size else None
         self._pixels = pixels
         self._done = True
-        self.act_space, self._convert_action = action_converter(env.action_space)
+        self.act_space, self.action_spec, self._convert_action = action_converter(
+            env.action_space)
         if pixels:
             if self._size is None:
                 raise ValueError('pixels=True needs an image size.')

@@ -21,6 +21,7 @@ from dreamer_tf.envs.base import (
     ActSpace,
     Space,
     TaskError,
+    discrete_action_spec,
     discrete_index,
     ensure_running,
     transition,
@@ -66,6 +67,7 @@ class MinAtar:
             else list(range(self._env.num_actions())))
         self._done = True
         self.act_space = ActSpace(True, len(self._actions))
+        self.action_spec = discrete_action_spec(self.act_space.n)
         self.obs_space = {'image': Space(tuple(self._env.state_shape()), np.uint8)}
         # The runtime's preprocessing of MinAtar's state(), kept in an export's metadata.
         self.observation_spec = {'images': [{'key': 'image', 'path': [], 'size': None,

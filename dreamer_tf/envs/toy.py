@@ -26,6 +26,8 @@ from dreamer_tf.envs.base import (
     ActSpace,
     Space,
     TaskError,
+    box_action_spec,
+    discrete_action_spec,
     discrete_index,
     ensure_running,
     transition,
@@ -85,6 +87,8 @@ class Reach:
         self._discrete = task == 'reach_discrete'
         self._rng = np.random.default_rng(seed)
         self.act_space = ActSpace(True, 3) if self._discrete else ActSpace(False, 1)
+        self.action_spec = (discrete_action_spec(3) if self._discrete
+                            else box_action_spec([-1.0], [1.0]))
         self.obs_space = {'vector': Space((2,), np.float32)}
         self._position = self._goal = 0.0
         self._steps = 0

@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from dreamer_tf.fileio import write_atomic
+from dreamer_tf.planner import Planner
 
 INDEX = re.compile(r'ckpt-(\d+)\.index')
 INDEX_FILE = 'checkpoint'  # TensorFlow's index of a directory's checkpoints
+OBJECT_GRAPH = '_CHECKPOINTABLE_OBJECT_GRAPH'
 
 
 class CheckpointError(RuntimeError):
@@ -62,9 +65,80 @@ TRAIN_HINT = ('Nothing was changed on disk: train with --restart to move this ru
               'start afresh, or use another --logdir.')
 
 
-def restore(checkpoint, directory, partial=False, hint=TRAIN_HINT):
-    """Restores `checkpoint` (a tf.train.Checkpoint) from the newest checkpoint in
-    `directory` that restores, and returns its path (None if there is none).
+# Checkpoints written before behaviour and representation were components of the agent
+# name the decoder (or Dreaming's contrastive module) as a part of the world model,
+# the actor's and critic's optimisers as parts of the agent, and PlaNet's CEM
+# `agent/planner`. The world model's optimiser follows its variables in the order of
+# their parts' names, which the move changed.
+LEGACY_PARTS = ('decoder', 'contrastive')
+
+
+def as_saved(objects, path):
+    """`objects` ({name: trackable}) as the checkpoint at `path` names their parts:
+    unchanged, or with the agent seen through `legacy_agent`."""
+    if 'agent' not in objects or not set(LEGACY_PARTS) & set(_saved_parts(path, 'agent', 'wm')):
+        return objects
+    return {**objects, 'agent': legacy_agent(objects['agent'])}
+
+
+def _saved_parts(path, *names):
+    """The names of the parts of the object at `names` in the checkpoint's object graph
+    (a variable's key names only one of the paths to it, so keys cannot tell)."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(OBJECT_GRAPH))
+    node = graph.nodes[0]
+    for name in names:
+        found = [c.node_id for c in node.children if c.local_name == name]
+        if not found:
+            return []
+        node = graph.nodes[found[0]]
+    return [c.local_name for c in node.children]
+
+
+def legacy_agent(agent):
+    """A view of `agent` whose parts sit where `LEGACY_PARTS`' checkpoints keep them;
+    restoring into it restores the agent's own variables."""
+    view = _parts(agent, skip='behavior')
+    view.wm = _parts(agent.wm, skip='representation')
+    representation = agent.wm.representation
+    if representation.decodes:
+        view.wm.decoder = representation.decoder
+    else:
+        view.wm.contrastive = representation
+    view.model_opt = _reordered(agent.model_opt, view.wm.trainable_variables)
+    if isinstance(agent.behavior, Planner):
+        view.planner = agent.behavior.cem
+    else:
+        view.behavior = agent.behavior
+        for role, optimizer in agent.behavior.optimizers.items():
+            setattr(view, f'{role}_opt', optimizer)
+    return view
+
+
+def _reordered(optimizer, params):
+    """A view of `optimizer` whose per-variable lists (its variables and moments) follow
+    the order of `params`, the same variables."""
+    index = {id(v): i for i, v in enumerate(optimizer.params)}
+    order = [index[id(v)] for v in params]
+    view = _parts(optimizer, skip=None)
+    for name, value in vars(optimizer).items():
+        if isinstance(value, list) and len(value) == len(order):
+            setattr(view, name, [value[i] for i in order])
+    return view
+
+
+def _parts(module, skip):
+    view = tf.Module(name=module.name)
+    for name, value in vars(module).items():
+        if name != skip and isinstance(value, (tf.Module, tf.Variable, tf.random.Generator)):
+            setattr(view, name, value)
+    return view
+
+
+def restore(objects, directory, partial=False, hint=TRAIN_HINT):
+    """Restores `objects` ({name: trackable}, as tf.train.Checkpoint takes them) from the
+    newest checkpoint in `directory` that restores, and returns its path (None if there
+    is none).
 
     `partial`: the files may hold objects that `checkpoint` lacks (evaluation
     restores the agent without the counters). A checkpoint that fails is
@@ -75,6 +149,7 @@ def restore(checkpoint, directory, partial=False, hint=TRAIN_HINT):
     errors = []
     for path in found:
         try:
+            checkpoint = tf.train.Checkpoint(**as_saved(objects, path))
             status = checkpoint.restore(path).assert_existing_objects_matched()
             if partial:
                 status.expect_partial()
@@ -108,6 +183,7 @@ class Checkpointer:
 
     def __init__(self, directory, every_secs, **objects):
         self.directory = Path(directory)
+        self.objects = objects
         self.checkpoint = tf.train.Checkpoint(**objects)
         self._manager = None
         self.every_secs, self.last = every_secs, time.time()
@@ -123,7 +199,11 @@ class Checkpointer:
         """The newest checkpoint that restores (`restore`); a lost, damaged or stale index
         is rewritten to name it (a damaged one kept beside it), so that later saves
         number on from it."""
-        path = restore(self.checkpoint, self.directory)
+        path = restore(self.objects, self.directory)
+        if path:
+            # Saves number on from the restored one: `restore` reads it through a
+            # tf.train.Checkpoint of its own (in the file's layout), not this one.
+            self.checkpoint.save_counter.assign(int(path.rsplit('-', 1)[1]))
         if path and path != listed(self.directory):
             index = self.directory / INDEX_FILE
             if index.exists():

@@ -380,8 +380,7 @@ def warn_skipped(metrics):
 
 def report_skipped(agent):
     """Says how many updates each optimiser skipped over the whole run, if any."""
-    opts = [getattr(agent, name, None) for name in ('model_opt', 'actor_opt', 'critic_opt')]
-    for opt in filter(None, opts):
+    for opt in agent.optimizers.values():
         skipped = int(opt.skipped.numpy())
         if skipped:
             total = skipped + int(opt.step.numpy())
@@ -404,7 +403,8 @@ def save_videos(agent, steps, directory, step, logger=None):
     videos = {'eval': steps[key]}
     # A dream needs a decoder for the image (Dreaming's contrastive models have
     # none) and an episode longer than the model's context.
-    decoded = key in getattr(getattr(agent.wm, 'decoder', None), 'cnn_keys', ())
+    representation = agent.wm.representation
+    decoded = representation.decodes and key in representation.decoder.cnn_keys
     if decoded and len(steps['is_first']) > DREAM_CONTEXT:
         videos['dream'] = dream_frames(agent, steps, DREAM_CONTEXT)
     for name, frames in videos.items():

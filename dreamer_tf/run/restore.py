@@ -43,13 +43,14 @@ def load_run(logdir, envs=1, seed=None, checkpoint=None, overrides=(), env_fn=No
 def load_agent(logdir, checkpoint=None, overrides=(), env_fn=None):
     """A run's agent restored from its checkpoint, without stepping an environment:
     the spaces come from one built in this process and never reset, so nothing
-    renders and no worker process starts (export). Returns (agent, config, path)."""
+    renders and no worker process starts (export). Returns (agent, config, path, the
+    env's `env_spec`)."""
     logdir = Path(logdir)
     config = run_config(logdir, overrides)
     check_checkpoints(logdir, checkpoint)
     spec = env_spec(config, env_fn)
     agent = Agent(spec['obs_space'], spec['act_space'], config)
-    return agent, config, restore_agent(agent, logdir, checkpoint)
+    return agent, config, restore_agent(agent, logdir, checkpoint), spec
 
 
 def check_checkpoints(logdir, checkpoint=None):
@@ -61,10 +62,11 @@ def check_checkpoints(logdir, checkpoint=None):
 def restore_agent(agent, logdir, checkpoint=None):
     """Restores `agent` from `checkpoint` or the run's newest one that restores; its path."""
     # Only the agent is restored: the counters in the file are expected leftovers.
-    restorable = tf.train.Checkpoint(agent=agent)
     if not checkpoint:
-        return checkpoints.restore(restorable, Path(logdir) / 'checkpoints', partial=True, hint='')
+        return checkpoints.restore({'agent': agent}, Path(logdir) / 'checkpoints', partial=True,
+                                   hint='')
     try:
+        restorable = tf.train.Checkpoint(**checkpoints.as_saved({'agent': agent}, checkpoint))
         restorable.restore(checkpoint).assert_existing_objects_matched().expect_partial()
     except Exception as error:  # any reader failure means an unusable checkpoint
         raise CheckpointError(f'cannot restore the agent from {checkpoint}: {error}') from None

@@ -121,7 +121,7 @@ def dream_frames(agent, episode, context=5, length=50, seed=0):
     import tensorflow as tf
 
     wm = agent.wm
-    if wm.decoder is None:
+    if not wm.representation.decodes:
         raise ValueError('the world model has no decoder (Dreaming presets): no dream video')
     key = image_key(agent.obs_space)
     length = min(length, len(episode['is_first']))
@@ -136,11 +136,12 @@ def dream_frames(agent, episode, context=5, length=50, seed=0):
     post, _ = wm.rssm.observe(
         embed, data['action'][:, :context], data['is_first'][:, :context], seeds[0]
     )
-    predictions = [wm.decoder(wm.rssm.feat(post))[key].mode()[0]]
+    decoder = wm.representation.decoder
+    predictions = [decoder(wm.rssm.feat(post))[key].mode()[0]]
     state = {k: v[:, -1] for k, v in post.items()}
     for t in range(context, length):
         state = wm.rssm.img_step(state, data['action'][:, t], seeds[t])
-        predictions.append(wm.decoder(wm.rssm.feat(state))[key].mode())
+        predictions.append(decoder(wm.rssm.feat(state))[key].mode())
     model = tf.concat(predictions, 0).numpy()
     model = np.clip((model + 0.5) * 255.0, 0, 255).astype(np.uint8)
     truth = np.asarray(episode[key][:length], np.uint8)

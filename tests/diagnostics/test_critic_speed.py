@@ -1,10 +1,10 @@
-from script_module import load_script
 
 from dreamer_tf.config import load_config
+from dreamer_tf.diagnostics import critic_speed
 
 
 def test_critic_moves_towards_the_target_and_the_slow_regulariser_holds_it_back():
-    measure = load_script('critic_speed').measure
+    measure = critic_speed.measure
 
     def config(slow_reg):
         overrides = {'critic.layers': 1, 'critic.units': 16, 'critic.slow_reg': slow_reg,

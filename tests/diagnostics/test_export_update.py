@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
-from script_module import load_script
+
+from dreamer_tf.diagnostics import export_update
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-export_update = load_script('export_update')
 
 
 def test_portable_rewrites_the_two_mhlo_ops():
