@@ -2,7 +2,9 @@
 equals one device's update on the combined batch; configuration errors."""
 
 import json
+import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -86,6 +88,88 @@ def test_mirrored_update_equals_one_device_on_the_combined_batch(tmp_path):
     assert out['policy_shape'] == [3, 2]
     for name, value in out['restored'].items():
         np.testing.assert_array_equal(value, two['variables'][name], err_msg=name)
+
+
+# One worker of a multi-worker update, or (strategy none) one process on the whole batch:
+# the same name-seeded weights, two updates with fixed seeds, each worker on its rows.
+WORKER = """
+import json, os, sys, zlib
+import numpy as np
+from dreamer_tf.agent import Agent
+from dreamer_tf.config import load_config
+from dreamer_tf.diagnostics.benchmark import synthetic_batch
+from dreamer_tf.envs.base import ActSpace, Space
+index, workers, strategy, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+obs_space, act_space = {'vector': Space((5,), np.float32)}, ActSpace(False, 2)
+rows = 4 // workers
+config = load_config(['dreamerv3', 'debug'],
+                     {'distribute.strategy': strategy, 'run.batch_size': rows})
+agent = Agent(obs_space, act_space, config)  # first: the strategy starts the collectives
+import tensorflow as tf
+for var in agent.variables:
+    if var.trainable:
+        rng = np.random.default_rng(zlib.crc32(var.name.encode()))
+        var.assign(0.1 * rng.standard_normal(var.shape).astype(var.dtype.as_numpy_dtype))
+metrics = []
+for seed in range(2):
+    batch = synthetic_batch(obs_space, act_space, 4, 8, seed=seed)
+    mine = {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
+    step = agent.update(mine, tf.constant([seed, 7], tf.int64))
+    metrics.append({k: float(v) for k, v in step.items()})
+replicas = agent.strategy.num_replicas_in_sync if agent.strategy else 1
+with open(out, 'w') as f:
+    json.dump({'replicas': replicas, 'metrics': metrics,
+               'variables': {v.name: v.numpy().tolist() for v in agent.variables}}, f)
+"""
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(('localhost', 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_update_as_one_process_on_their_combined_batch(tmp_path):
+    """distribute.strategy multi_worker: two processes on localhost (TF_CONFIG), each
+    feeding its own 2 rows, end with the variables of one process updated on all 4."""
+    cluster = [f'localhost:{port}' for port in _free_ports(2)]
+
+    def start(index, workers, strategy):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+        if strategy == 'multi_worker':
+            env['TF_CONFIG'] = json.dumps({'cluster': {'worker': cluster},
+                                           'task': {'type': 'worker', 'index': index}})
+        out = tmp_path / f'{strategy}-{index}.json'
+        command = [sys.executable, '-c', WORKER, str(index), str(workers), strategy, str(out)]
+        return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                                text=True), out
+
+    runs = [start(0, 2, 'multi_worker'), start(1, 2, 'multi_worker'), start(0, 1, 'none')]
+    for process, _ in runs:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    (_, first), (_, second), (_, single) = runs
+    first, second, one = (json.loads(path.read_text()) for path in (first, second, single))
+    assert (first['replicas'], one['replicas']) == (2, 1)
+    for name, value in one['variables'].items():
+        np.testing.assert_array_equal(second['variables'][name], first['variables'][name])
+        np.testing.assert_allclose(first['variables'][name], value, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    for ours, theirs in zip(first['metrics'], one['metrics']):
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+    assert one['metrics'][0]['model_loss'] != one['metrics'][1]['model_loss']
+
+
+def test_multi_worker_without_a_cluster_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+    with pytest.raises(ValueError, match='multi_worker needs TF_CONFIG'):
+        Agent({'vector': Space((5,), np.float32)}, ActSpace(False, 2),
+              _config(**{'distribute.strategy': 'multi_worker'}))
 
 
 def _config(**overrides):
