@@ -11,14 +11,18 @@ from gymnasium import spaces
 
 # An env var naming a file that the hanging envs create when they begin to hang.
 HUNG_FLAG = 'DREAMER_TF_TEST_HUNG_FLAG'
+# An env var naming a file that the exiting env creates before it ends its process; it
+# exits only while the file does not exist, so once in all.
+EXIT_FLAG = 'DREAMER_TF_TEST_EXIT_FLAG'
 
 
 class Faulty(gymnasium.Env):
     """A 20-step episode of 4 float observations and 2 actions that goes wrong at
     step `at` of episode `episode` (counted from 0 over this env's life; episode 4
     comes after the `debug` preset's 64 prefill steps): `fault` is
-    'nan_obs', 'inf_reward', 'hang' (sleeps for ever) or 'stubborn_hang' (sleeps for
-    ever and swallows every exception a signal handler raises)."""
+    'nan_obs', 'inf_reward', 'hang' (sleeps for ever), 'stubborn_hang' (sleeps for
+    ever and swallows every exception a signal handler raises) or 'exit' (ends its
+    process, once: see EXIT_FLAG)."""
 
     def __init__(self, fault='nan_obs', at=5, episode=4):
         self.observation_space = spaces.Box(-1, 1, (4,), np.float32)
@@ -45,6 +49,9 @@ class Faulty(gymnasium.Env):
                 _flag()
                 while True:
                     time.sleep(0.05)
+            elif self.fault == 'exit' and not Path(os.environ[EXIT_FLAG]).exists():
+                Path(os.environ[EXIT_FLAG]).touch()
+                os._exit(1)
             elif self.fault == 'stubborn_hang':
                 _flag()
                 while True:
@@ -64,5 +71,5 @@ def _flag():
 
 
 for _name, _fault in [('NanObs', 'nan_obs'), ('InfReward', 'inf_reward'), ('Hang', 'hang'),
-                      ('StubbornHang', 'stubborn_hang')]:
+                      ('StubbornHang', 'stubborn_hang'), ('Exit', 'exit')]:
     gymnasium.register(f'DreamerTfTest/{_name}-v0', entry_point=Faulty, kwargs={'fault': _fault})

@@ -1,6 +1,8 @@
 """Metrics to metrics.jsonl, TensorBoard and a console progress line."""
 
+import contextlib
 import json
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +38,33 @@ class Mean:
         self.sums.clear()
         self.counts.clear()
         return out
+
+
+class Profile:
+    """Where a run spends its time: the seconds inside each named phase since the last
+    `result`, as shares of the wall time (`time_<phase>` in metrics.jsonl). Phases of
+    different threads overlap, so the shares may sum past 1."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seconds = defaultdict(float)
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, phase):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._seconds[phase] += time.perf_counter() - begin
+
+    def result(self):
+        now = time.perf_counter()
+        with self._lock:
+            seconds, self._seconds = self._seconds, defaultdict(float)
+        wall, self._start = now - self._start, now
+        return {f'time_{phase}': value / wall for phase, value in seconds.items()}
 
 
 class Logger:

@@ -18,9 +18,10 @@ import tensorflow as tf
 from dreamer_tf.agent import Agent, check_config
 from dreamer_tf.config import Config, ConfigError
 from dreamer_tf.envs import crafter
-from dreamer_tf.envs.from_config import check_process, envs_from_config, loop_eval_seed
+from dreamer_tf.envs.from_config import check_process, env_spec, envs_from_config, loop_eval_seed
 from dreamer_tf.envs.process import keep_gl_out_of_this_process
 from dreamer_tf.replay import Replay
+from dreamer_tf.run.actors import Actors, check_actors
 from dreamer_tf.run.checkpoint import Checkpointer
 from dreamer_tf.run.collect import (
     LOG_PREFIX,
@@ -32,7 +33,7 @@ from dreamer_tf.run.collect import (
     stack_obs,
 )
 from dreamer_tf.run.learner import Learner, copy_policy
-from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean, Progress
+from dreamer_tf.run.logger import EpisodeRecords, Logger, Mean, Profile, Progress
 from dreamer_tf.run.rundir import RunLock, holds_run, move_aside
 from dreamer_tf.run.schedule import check_schedule, schedule_count, scheduled_updates
 from dreamer_tf.run.stop import Stopped, StopSignals
@@ -83,6 +84,7 @@ def check_start(config, logdir):
     check_eval_policy(config.run.eval_policy)
     check_config(config)
     check_process(config.env)
+    check_actors(config)
     if logdir.exists() and not logdir.is_dir():
         raise ConfigError(f'logdir {logdir} is a file; name a new or an existing run directory')
 
@@ -118,7 +120,7 @@ def train(config: Config, restart=False, env_fn=None):
     check_start(config, logdir)
     tf.random.set_seed(config.seed)
     with contextlib.ExitStack() as stack:
-        envs = envs_from_config(config, config.env.envs, config.seed, factory=env_fn)
+        envs = collection(config, env_fn)
         stack.callback(envs.close)
         if config.run.video_every:
             image_key(envs.obs_space)  # fail now, not at the first video, without an image
@@ -127,6 +129,14 @@ def train(config: Config, restart=False, env_fn=None):
         stack.callback(eval_envs.close)
         stack.callback(open_run_dir(logdir, restart).release)
         return _train(config, logdir, envs, eval_envs)
+
+
+def collection(config, env_fn=None):
+    """Where the training steps come from: this process's BatchEnv, or Ray actors."""
+    if not config.distribute.actors:
+        return envs_from_config(config, config.env.envs, config.seed, factory=env_fn)
+    return Actors(config, config.distribute.actors, config.env.envs,
+                  env_spec(config, env_fn), env_fn)
 
 
 def _train(config, logdir, envs, eval_envs):
@@ -160,7 +170,8 @@ class Session:
         restored = self.ckpt.restore()
         # Async collection acts with its own copy of the policy (run/learner.py).
         self.actor = self.agent
-        if run.mode == 'async':
+        self.remote = isinstance(envs, Actors)
+        if run.mode == 'async' and not self.remote:
             self.actor = Agent(envs.obs_space, envs.act_space, config)
             copy_policy(self.agent, self.actor)
         self.learner, self._halt = None, False
@@ -171,6 +182,7 @@ class Session:
         self.progress = Progress(run.steps, run.prefill)
         self.records = EpisodeRecords(logdir, int(self.counters.env_steps.numpy()))
         self.train_metrics, self.episode_metrics = Mean(), Mean()
+        self.profile = Profile()
         self.dataset = None
         self.count = {k: int(v.numpy()) for k, v in self.counters.counts().items()}
         self.last_log, self.refreshed = self.count['env_steps'], self.count['updates']
@@ -182,6 +194,7 @@ class Session:
         self.timer = {'time': time.time(), 'env_steps': self.last_log,
                       'updates': self.count['updates']}
         self.no_action = np.zeros(envs.act_space.n, np.float32)
+        self.version = None  # the policy version of the latest chunk from the actors
 
     def _announce(self, restored):
         run, logdir, steps = self.run_config, self.logdir, int(self.counters.env_steps.numpy())
@@ -206,19 +219,7 @@ class Session:
         self.signals = signals = StopSignals(self.run_config.stop_grace)
         with signals:
             try:
-                self.collector = Collector(self.envs, self.config.env.action_repeat,
-                                           signals.env_call)
-                self._store_firsts(self.collector.reset())
-                # The RSSM resets an env's state where is_first is set, so finished envs
-                # need no special handling of the batched recurrent state.
-                self.state = self.actor.initial_state(len(self.envs))
-                self._start_learner()
-                while self.count['env_steps'] < self.run_config.steps and not signals.requested:
-                    self._collect()
-                    self._learn()
-                    self._housekeeping()
-                if self.learner is not None and not signals.requested:
-                    self.learner.finish()  # the updates still owed: as many as the sync loop's
+                self._remote_loop() if self.remote else self._local_loop()
             except Stopped:
                 pass  # a stop signal interrupted an env call: stop as at any other point
             finally:
@@ -231,6 +232,74 @@ class Session:
                 # resume trains on every step the counters count. After the checkpoint:
                 # a failed write here costs those steps, not the run's state.
                 self.replay.store_partial()
+
+    def _local_loop(self):
+        self.collector = Collector(self.envs, self.config.env.action_repeat,
+                                   self.signals.env_call)
+        self._store_firsts(self.collector.reset())
+        # The RSSM resets an env's state where is_first is set, so finished envs
+        # need no special handling of the batched recurrent state.
+        self.state = self.actor.initial_state(len(self.envs))
+        self._start_learner()
+        profile = self.profile
+        while self.count['env_steps'] < self.run_config.steps and not self.signals.requested:
+            with profile('collect'):
+                self._collect()
+            with profile('learn'):  # sync: the updates; async: waiting for the learner
+                self._learn()
+            with profile('housekeeping'):
+                self._housekeeping()
+        if self.learner is not None and not self.signals.requested:
+            self.learner.finish()  # the updates still owed: as many as the sync loop's
+
+    def _remote_loop(self):
+        """Chunks from the Ray actors (run/actors.py): each is stored, then the updates it
+        made due run before that actor is asked for its next one."""
+        actors, run = self.envs, self.run_config
+        self._publish()
+        for index in range(len(actors.handles)):
+            actors.request(index, self.count['env_steps'])
+        profile = self.profile
+        while self.count['env_steps'] < run.steps and not self.signals.requested:
+            with profile('collect'):  # waiting for a chunk, and storing it
+                received = actors.next()
+                if received is None:
+                    continue
+                index, events, self.version = received
+                if events is None:
+                    self._actor_failed(index)
+                else:
+                    self._store_chunk(index, events)
+            with profile('learn'):
+                for _ in range(self._updates_due()):
+                    if self.signals.requested:
+                        break
+                    self._update()
+                if self.count['updates'] - self.refreshed >= run.policy_refresh:
+                    self._publish()
+            with profile('housekeeping'):
+                self._housekeeping()
+            actors.request(index, self.count['env_steps'])
+
+    def _publish(self):
+        self.envs.publish([v.numpy() for v in self.agent.policy_variables()],
+                          self.count['updates'])
+        self.refreshed = self.count['updates']
+
+    def _store_chunk(self, index, events):
+        actors = self.envs
+        width = actors.chunk * actors.envs_each
+        events = [(actors.worker(index, w), step, first, episode)
+                  for w, step, first, episode in events]
+        self._store(events, width * self.config.env.action_repeat, width)
+
+    def _actor_failed(self, index):
+        """Ray restarts the actor; its envs' unfinished episodes are dropped."""
+        actors = self.envs
+        for worker in range(actors.envs_each):
+            self.replay.drop_partial(actors.worker(index, worker))
+        print(f'warning: actor {index} failed; Ray restarts it, and the unfinished episodes of '
+              'its envs are dropped', file=sys.stderr, flush=True)
 
     def _store_firsts(self, firsts):
         for worker, first in firsts:
@@ -246,28 +315,34 @@ class Session:
 
     def _collect(self):
         """One lockstep step of every env into the replay; resets the envs that ended."""
-        count, width = self.count, len(self.envs) * self.config.env.action_repeat
-        for worker, out, action, episode in self.collector.step(self._actions()):
-            if action is None:
-                # Its worker died or hung, or it returned non-finite data: the episode
-                # so far is dropped and `out` is the first step of a new one (is_first
+        events = [(worker, replay_step(out, self.no_action if action is None else action),
+                   action is None, episode)
+                  for worker, out, action, episode in self.collector.step(self._actions())]
+        self._store(events, len(self.envs) * self.config.env.action_repeat, len(self.envs))
+        ended = self.collector.ended()
+        if ended:
+            self._store_firsts(self.collector.reset(ended))
+
+    def _store(self, events, env_steps, policy_steps):
+        """Steps (worker, step in replay form, whether it starts an episode, the episode it
+        ends or None) into the replay, then counts `env_steps` and `policy_steps`."""
+        count = self.count
+        for worker, step, first, episode in events:
+            if first:
+                # Its env worker (or actor) died or hung, or it returned non-finite data:
+                # the episode so far is dropped and this step starts a new one (is_first
                 # resets the policy state).
                 self.replay.drop_partial(worker)
-                self.replay.add(replay_step(out, self.no_action), worker=worker)
-                continue
-            self.replay.add(replay_step(out, action), worker=worker)
+            self.replay.add(step, worker=worker)
             if episode is not None:
                 count['episodes'] += 1
                 self.episode_metrics.add({'episode_return': episode['return'],
                                           'episode_length': episode['length'], **episode['logs']})
-                # The env steps once this lockstep step is counted (as a checkpoint counts).
-                self.records.add(count['env_steps'] + width, episode['length'],
+                # The env steps once these steps are counted (as a checkpoint counts).
+                self.records.add(count['env_steps'] + env_steps, episode['length'],
                                  episode['return'], episode['logs'])
-        count['env_steps'] += width
-        count['policy_steps'] += len(self.envs)
-        ended = self.collector.ended()
-        if ended:
-            self._store_firsts(self.collector.reset(ended))
+        count['env_steps'] += env_steps
+        count['policy_steps'] += policy_steps
 
     def _updates_due(self):
         run, count = self.run_config, self.count
@@ -281,7 +356,8 @@ class Session:
         """One update on a replayed batch."""
         if self.dataset is None:
             self.dataset = iter(self.replay.dataset())
-        self.train_metrics.add(self.agent.train(next(self.dataset)))
+        with self.profile('update'):
+            self.train_metrics.add(self.agent.train(next(self.dataset)))
         self.count['updates'] += 1
 
     def _learn(self):
@@ -357,6 +433,10 @@ class Session:
         metrics = {**self.train_metrics.result(), **self.episode_metrics.result()}
         metrics.update(suite_metrics(self.config.task, metrics))
         metrics.update(_rates(self.timer, step, self.count['updates']))
+        metrics.update(self.profile.result())
+        if self.version is not None:
+            # How many updates behind the learner the actors' latest chunk acted.
+            metrics['policy_lag'] = self.count['updates'] - self.version
         metrics['replay_steps'] = self.replay.num_steps
         self.logger.write(step, metrics)
         self.logger.console(step, metrics, CONSOLE, self.progress)

@@ -1,0 +1,175 @@
+"""`distribute.actors: N`: collection by Ray actors, each with its own envs and policy copy.
+
+The learner (`run/loop.py` `Session`, in the training process) keeps the replay, the
+counters, evaluation, logs and checkpoints, as in the other modes. Each actor
+(`EnvActor`, a Ray actor process on this machine or on any node of the cluster at
+`distribute.address`) builds `env.envs` envs from the config, acts with a copy of the
+policy, and returns chunks of `distribute.chunk` lockstep steps: every env's steps with
+the action that led to each, in the order they happened. The learner stores them in its
+replay as it stores its own envs' steps (the atomic episode files of `replay.py`).
+
+The train ratio holds as in the other modes: after each chunk the learner runs the
+updates that chunk made due, and only then asks that actor for its next chunk, while
+the other actors keep collecting; so the actors run at most one chunk each ahead of the
+schedule, and a run ends with the sync loop's update count. Weights go to an actor with
+its next request whenever the learner has made `run.policy_refresh` updates since the
+last copy; each chunk says the policy version (learner update count) it acted with.
+
+A crashed actor (its process died, or it raised) is restarted by Ray; the learner drops
+the unfinished episodes of its envs and goes on. Actors are Ray processes that import
+TensorFlow for their policy: envs that render MuJoCo step in worker processes of their
+own (`env.process`), as in the training process.
+"""
+
+import numpy as np
+
+from dreamer_tf.config import ConfigError
+from dreamer_tf.envs.from_config import envs_from_config
+
+# Seeds of actor i's envs start at seed + ACTOR_SEED * (i + 1): apart from the loop's
+# evaluation envs (envs/from_config.py LOOP_EVAL_SEED, EVAL_SEED).
+ACTOR_SEED = 100_000
+
+
+def check_actors(config):
+    """Fails, naming the key, on a distribute block that cannot start actors."""
+    dist = config.distribute
+    if dist.actors < 0:
+        raise ConfigError(f'distribute.actors must be >= 0, got {dist.actors}')
+    if not dist.actors:
+        return
+    if config.run.mode != 'async':
+        raise ConfigError('distribute.actors collect beside the learner: set run.mode async')
+    if dist.chunk < 1:
+        raise ConfigError(f'distribute.chunk must be >= 1, got {dist.chunk}')
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError('distribute.actors needs Ray: pip install "dreamer_tf[ray]"') from None
+
+
+class EnvActor:
+    """One actor's envs and policy (run remotely by `Actors`, or in-process by tests)."""
+
+    def __init__(self, config, index, env_fn=None):
+        from dreamer_tf.agent import Agent
+        from dreamer_tf.envs.process import keep_gl_out_of_this_process
+        from dreamer_tf.run.collect import Collector, random_action
+
+        keep_gl_out_of_this_process()
+        # The policy runs here on one device; the learner's strategy is its own business.
+        config = config.update({'distribute.strategy': 'none', 'distribute.actors': 0})
+        self.config, self.random_action = config, random_action
+        seed = config.seed + ACTOR_SEED * (index + 1)
+        self.envs = envs_from_config(config, config.env.envs, seed, factory=env_fn)
+        self.agent = Agent(self.envs.obs_space, self.envs.act_space, config)
+        self.rng = np.random.default_rng(seed)
+        self.collector = Collector(self.envs, config.env.action_repeat)
+        self.no_action = np.zeros(self.envs.act_space.n, np.float32)
+        self.version = -1
+        self.pending = [self._first(worker, step) for worker, step in self.collector.reset()]
+        self.state = self.agent.initial_state(len(self.envs))
+
+    def _first(self, worker, step):
+        from dreamer_tf.run.collect import replay_step
+
+        return worker, replay_step(step, self.no_action), True, None
+
+    def collect(self, steps, env_steps, weights=None, version=None):
+        """`steps` lockstep steps from the learner's count `env_steps` (prefill acts at
+        random), after loading `weights` (numpy arrays of `policy_variables`) if given.
+        Returns (events, version): one (worker, step in replay form, whether it starts an
+        episode, the episode it ends or None) per env step, as `Collector.step`."""
+        from dreamer_tf.run.collect import replay_step, stack_obs
+
+        if weights is not None:
+            for variable, value in zip(self.agent.policy_variables(), weights):
+                variable.assign(value)
+            self.version = version
+        events, self.pending = self.pending, []
+        width = len(self.envs) * self.config.env.action_repeat
+        for _ in range(steps):
+            actions = self._actions(env_steps, stack_obs)
+            for worker, out, action, episode in self.collector.step(actions):
+                first = action is None  # a restarted env worker: a new episode
+                step = replay_step(out, self.no_action if first else action)
+                events.append((worker, step, first, episode))
+            env_steps += width
+            ended = self.collector.ended()
+            if ended:
+                events += [self._first(w, s) for w, s in self.collector.reset(ended)]
+        return events, self.version
+
+    def _actions(self, env_steps, stack_obs):
+        envs = self.envs
+        if env_steps < self.config.run.prefill:
+            return [self.random_action(envs.act_space, self.rng) for _ in range(len(envs))]
+        action, self.state = self.agent.policy(
+            stack_obs(self.collector.obs, envs.obs_space), self.state, env_steps=env_steps)
+        return list(action.numpy())
+
+    def close(self):
+        self.envs.close()
+
+
+class Actors:
+    """`count` remote EnvActors, each asked for one chunk at a time (module docstring)."""
+
+    def __init__(self, config, count, envs_each, spec, env_fn=None):
+        import ray
+
+        dist = config.distribute
+        self.started = not ray.is_initialized()
+        if self.started:
+            address = None if dist.address == 'local' else dist.address
+            cpus = {'num_cpus': count} if address is None else {}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **cpus)
+        self.ray, self.chunk, self.envs_each = ray, dist.chunk, envs_each
+        self.obs_space, self.act_space = spec['obs_space'], spec['act_space']
+        remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(EnvActor)
+        self.handles = [remote.remote(config, i, env_fn) for i in range(count)]
+        self.running = {}  # object ref -> actor index
+        self.weights = None  # (object ref of the learner's policy weights, version)
+        self.sent = [None] * count  # the version each actor last received
+
+    def request(self, index, env_steps):
+        """Asks actor `index` for its next chunk, with the newest weights it lacks."""
+        weights, version = self.weights or (None, None)
+        if self.sent[index] == version:
+            weights, version = None, None
+        else:
+            self.sent[index] = version
+        ref = self.handles[index].collect.remote(self.chunk, env_steps, weights, version)
+        self.running[ref] = index
+
+    def publish(self, values, version):
+        """The learner's policy weights (numpy arrays), sent with each actor's next request."""
+        self.weights = (self.ray.put(values), version)
+
+    def next(self, timeout=1.0):
+        """Waits up to `timeout` seconds for a chunk: None, or (actor index, events,
+        version) with events None if the actor failed."""
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        if not ready:
+            return None
+        index = self.running.pop(ready[0])
+        ref = ready[0]
+        try:
+            events, version = self.ray.get(ref)
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError):
+            self.sent[index] = None  # the restarted actor starts from the initial weights
+            return index, None, None
+        return index, events, version
+
+    def worker(self, index, worker):
+        """The replay's worker id of an actor's env."""
+        return index * self.envs_each + worker
+
+    def __len__(self):
+        return len(self.handles) * self.envs_each
+
+    def close(self):
+        for handle in self.handles:
+            self.ray.kill(handle)
+        if self.started:
+            self.ray.shutdown()
