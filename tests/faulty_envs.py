@@ -21,8 +21,8 @@ class Faulty(gymnasium.Env):
     step `at` of episode `episode` (counted from 0 over this env's life; episode 4
     comes after the `debug` preset's 64 prefill steps): `fault` is
     'nan_obs', 'inf_reward', 'hang' (sleeps for ever), 'stubborn_hang' (sleeps for
-    ever and swallows every exception a signal handler raises) or 'exit' (ends its
-    process, once: see EXIT_FLAG)."""
+    ever and swallows every exception a signal handler raises), 'exit' (ends its
+    process, once: see EXIT_FLAG) or 'no_start' (every reset raises)."""
 
     def __init__(self, fault='nan_obs', at=5, episode=4):
         self.observation_space = spaces.Box(-1, 1, (4,), np.float32)
@@ -31,6 +31,8 @@ class Faulty(gymnasium.Env):
         self.episodes, self.t = -1, 0
 
     def reset(self, seed=None, options=None):
+        if self.fault == 'no_start':
+            raise RuntimeError('this env cannot start')
         super().reset(seed=seed)
         self.episodes += 1
         self.t = 0
@@ -71,5 +73,6 @@ def _flag():
 
 
 for _name, _fault in [('NanObs', 'nan_obs'), ('InfReward', 'inf_reward'), ('Hang', 'hang'),
-                      ('StubbornHang', 'stubborn_hang'), ('Exit', 'exit')]:
+                      ('StubbornHang', 'stubborn_hang'), ('Exit', 'exit'),
+                      ('NoStart', 'no_start')]:
     gymnasium.register(f'DreamerTfTest/{_name}-v0', entry_point=Faulty, kwargs={'fault': _fault})

@@ -57,6 +57,15 @@ def test_two_actors_feed_a_learner_through_an_actor_crash_and_a_resume(
     assert int(counters.env_steps.numpy()) == 400
 
 
+def test_an_actor_that_keeps_failing_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    config = actor_config(tmp_path / 'run', task='gym_DreamerTfTest/NoStart-v0',
+                          **{'distribute.actors': 1})
+    with pytest.raises(RuntimeError, match='actor 0 failed 3 times in a row .*cannot start'):
+        train(config)
+
+
 def test_actors_need_the_async_mode(tmp_path):
     with pytest.raises(ConfigError, match='set run.mode async'):
         train(actor_config(tmp_path / 'run', **{'run.mode': 'sync'}))

@@ -16,19 +16,23 @@ its next request whenever the learner has made `run.policy_refresh` updates sinc
 last copy; each chunk says the policy version (learner update count) it acted with.
 
 A crashed actor (its process died, or it raised) is restarted by Ray; the learner drops
-the unfinished episodes of its envs and goes on. Actors are Ray processes that import
-TensorFlow for their policy: envs that render MuJoCo step in worker processes of their
-own (`env.process`), as in the training process.
+the unfinished episodes of its envs and goes on. An actor that fails FAILURES times in a
+row without a chunk (an env that cannot start, say) stops the run with its error.
+Actors are Ray processes that import TensorFlow for their policy: envs that render
+MuJoCo step in worker processes of their own (`env.process`), as in the training
+process, with the backend this process would render with (envs/process.py RENDER_GL).
 """
 
 import numpy as np
 
 from dreamer_tf.config import ConfigError
 from dreamer_tf.envs.from_config import envs_from_config
+from dreamer_tf.envs.process import RENDER_GL
 
 # Seeds of actor i's envs start at seed + ACTOR_SEED * (i + 1): apart from the loop's
 # evaluation envs (envs/from_config.py LOOP_EVAL_SEED, EVAL_SEED).
 ACTOR_SEED = 100_000
+FAILURES = 3
 
 
 def check_actors(config):
@@ -126,11 +130,15 @@ class Actors:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **cpus)
         self.ray, self.chunk, self.envs_each = ray, dist.chunk, envs_each
         self.obs_space, self.act_space = spec['obs_space'], spec['act_space']
-        remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(EnvActor)
+        # The training process has set MUJOCO_GL to 'disable' for itself (keep_gl_out_of_
+        # this_process), and Ray's processes inherit its environment.
+        remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0,
+                            runtime_env={'env_vars': {'MUJOCO_GL': RENDER_GL}})(EnvActor)
         self.handles = [remote.remote(config, i, env_fn) for i in range(count)]
         self.running = {}  # object ref -> actor index
         self.weights = None  # (object ref of the learner's policy weights, version)
         self.sent = [None] * count  # the version each actor last received
+        self.failures = [0] * count  # each actor's failures since its last chunk
 
     def request(self, index, env_steps):
         """Asks actor `index` for its next chunk, with the newest weights it lacks."""
@@ -156,9 +164,14 @@ class Actors:
         ref = ready[0]
         try:
             events, version = self.ray.get(ref)
-        except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError):
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as error:
+            self.failures[index] += 1
+            if self.failures[index] >= FAILURES:
+                raise RuntimeError(f'actor {index} failed {FAILURES} times in a row without '
+                                   f'collecting; its last error: {_last_lines(error)}') from None
             self.sent[index] = None  # the restarted actor starts from the initial weights
             return index, None, None
+        self.failures[index] = 0
         return index, events, version
 
     def worker(self, index, worker):
@@ -173,3 +186,9 @@ class Actors:
             self.ray.kill(handle)
         if self.started:
             self.ray.shutdown()
+
+
+def _last_lines(error, count=3):
+    """The end of a remote error's text: Ray puts the cause after the traceback."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return ' '.join(line.strip() for line in lines[-count:])
