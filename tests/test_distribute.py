@@ -93,11 +93,12 @@ def test_mirrored_update_equals_one_device_on_the_combined_batch(tmp_path):
 # One worker of a multi-worker update, or (strategy none) one process on the whole batch:
 # the same name-seeded weights, two updates with fixed seeds, each worker on its rows.
 WORKER = """
-import json, os, sys, zlib
+import json, sys
 import numpy as np
 from dreamer_tf.agent import Agent
 from dreamer_tf.config import load_config
 from dreamer_tf.diagnostics.benchmark import synthetic_batch
+from dreamer_tf.diagnostics.fingerprint import seed_by_name
 from dreamer_tf.envs.base import ActSpace, Space
 index, workers, strategy, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 obs_space, act_space = {'vector': Space((5,), np.float32)}, ActSpace(False, 2)
@@ -106,10 +107,7 @@ config = load_config(['dreamerv3', 'debug'],
                      {'distribute.strategy': strategy, 'run.batch_size': rows})
 agent = Agent(obs_space, act_space, config)  # first: the strategy starts the collectives
 import tensorflow as tf
-for var in agent.variables:
-    if var.trainable:
-        rng = np.random.default_rng(zlib.crc32(var.name.encode()))
-        var.assign(0.1 * rng.standard_normal(var.shape).astype(var.dtype.as_numpy_dtype))
+seed_by_name(agent)
 metrics = []
 for seed in range(2):
     batch = synthetic_batch(obs_space, act_space, 4, 8, seed=seed)

@@ -37,16 +37,21 @@ CASES = {
 }
 
 
+def seed_by_name(agent):
+    """Sets the agent's trainable variables from generators seeded by their names."""
+    for var in agent.variables:
+        if var.trainable:
+            rng = np.random.default_rng(zlib.crc32(var.name.encode()))
+            var.assign(0.1 * rng.standard_normal(var.shape).astype(var.dtype.as_numpy_dtype))
+
+
 def fingerprint(blocks, obs_space, discrete, updates=2):
     """{metric: value} after `updates` updates, plus the sums of the actions of one policy
     step without (`policy_mode`) and with (`policy_explore`) exploration."""
     config = load_config(blocks)
     act_space = ActSpace(discrete, 3)
     agent = Agent(obs_space, act_space, config)
-    for var in agent.variables:
-        if var.trainable:
-            rng = np.random.default_rng(zlib.crc32(var.name.encode()))
-            var.assign(0.1 * rng.standard_normal(var.shape).astype(var.dtype.as_numpy_dtype))
+    seed_by_name(agent)
     for seed in range(updates):
         data = synthetic_batch(obs_space, act_space, 2, 8, seed=seed)
         metrics = agent.update(data, tf.constant([seed, 7], tf.int64))

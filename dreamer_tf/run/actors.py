@@ -25,9 +25,17 @@ process, with the backend this process would render with (envs/process.py RENDER
 
 import numpy as np
 
+from dreamer_tf.agent import Agent
 from dreamer_tf.config import ConfigError
 from dreamer_tf.envs.from_config import envs_from_config
-from dreamer_tf.envs.process import RENDER_GL
+from dreamer_tf.envs.process import RENDER_GL, keep_gl_out_of_this_process
+from dreamer_tf.run.collect import (
+    Collector,
+    lockstep_events,
+    random_action,
+    reset_events,
+    stack_obs,
+)
 
 # Seeds of actor i's envs start at seed + ACTOR_SEED * (i + 1): apart from the loop's
 # evaluation envs (envs/from_config.py LOOP_EVAL_SEED, EVAL_SEED).
@@ -56,14 +64,10 @@ class EnvActor:
     """One actor's envs and policy (run remotely by `Actors`, or in-process by tests)."""
 
     def __init__(self, config, index, env_fn=None):
-        from dreamer_tf.agent import Agent
-        from dreamer_tf.envs.process import keep_gl_out_of_this_process
-        from dreamer_tf.run.collect import Collector, random_action
-
         keep_gl_out_of_this_process()
         # The policy runs here on one device; the learner's strategy is its own business.
         config = config.update({'distribute.strategy': 'none', 'distribute.actors': 0})
-        self.config, self.random_action = config, random_action
+        self.config = config
         seed = config.seed + ACTOR_SEED * (index + 1)
         self.envs = envs_from_config(config, config.env.envs, seed, factory=env_fn)
         self.agent = Agent(self.envs.obs_space, self.envs.act_space, config)
@@ -71,21 +75,14 @@ class EnvActor:
         self.collector = Collector(self.envs, config.env.action_repeat)
         self.no_action = np.zeros(self.envs.act_space.n, np.float32)
         self.version = -1
-        self.pending = [self._first(worker, step) for worker, step in self.collector.reset()]
+        self.pending = reset_events(self.collector, self.no_action)
         self.state = self.agent.initial_state(len(self.envs))
-
-    def _first(self, worker, step):
-        from dreamer_tf.run.collect import replay_step
-
-        return worker, replay_step(step, self.no_action), True, None
 
     def collect(self, steps, env_steps, weights=None, version=None):
         """`steps` lockstep steps from the learner's count `env_steps` (prefill acts at
         random), after loading `weights` (numpy arrays of `policy_variables`) if given.
         Returns (events, version): one (worker, step in replay form, whether it starts an
-        episode, the episode it ends or None) per env step, as `Collector.step`."""
-        from dreamer_tf.run.collect import replay_step, stack_obs
-
+        episode, the episode it ends or None) per env step (`lockstep_events`)."""
         if weights is not None:
             for variable, value in zip(self.agent.policy_variables(), weights):
                 variable.assign(value)
@@ -93,21 +90,14 @@ class EnvActor:
         events, self.pending = self.pending, []
         width = len(self.envs) * self.config.env.action_repeat
         for _ in range(steps):
-            actions = self._actions(env_steps, stack_obs)
-            for worker, out, action, episode in self.collector.step(actions):
-                first = action is None  # a restarted env worker: a new episode
-                step = replay_step(out, self.no_action if first else action)
-                events.append((worker, step, first, episode))
+            events += lockstep_events(self.collector, self._actions(env_steps), self.no_action)
             env_steps += width
-            ended = self.collector.ended()
-            if ended:
-                events += [self._first(w, s) for w, s in self.collector.reset(ended)]
         return events, self.version
 
-    def _actions(self, env_steps, stack_obs):
+    def _actions(self, env_steps):
         envs = self.envs
         if env_steps < self.config.run.prefill:
-            return [self.random_action(envs.act_space, self.rng) for _ in range(len(envs))]
+            return [random_action(envs.act_space, self.rng) for _ in range(len(envs))]
         action, self.state = self.agent.policy(
             stack_obs(self.collector.obs, envs.obs_space), self.state, env_steps=env_steps)
         return list(action.numpy())
@@ -160,8 +150,8 @@ class Actors:
         ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
         if not ready:
             return None
-        index = self.running.pop(ready[0])
         ref = ready[0]
+        index = self.running.pop(ref)
         try:
             events, version = self.ray.get(ref)
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as error:

@@ -30,6 +30,25 @@ def replay_step(step, action):
     return {**kept, 'action': action}
 
 
+def reset_events(collector, no_action, workers=None):
+    """Resets `workers` (default all) of a Collector; their first steps as events (see
+    `lockstep_events`)."""
+    return [(worker, replay_step(first, no_action), True, None)
+            for worker, first in collector.reset(workers)]
+
+
+def lockstep_events(collector, actions, no_action):
+    """One lockstep step of a Collector's envs with `actions`, then the resets of the
+    envs whose episodes ended. Returns one (worker, step in replay form, whether it
+    starts an episode, the episode it ends or None) per env step, in order: a step
+    starts an episode after a reset, or where its env worker was restarted."""
+    events = [(worker, replay_step(out, no_action if action is None else action),
+               action is None, episode)
+              for worker, out, action, episode in collector.step(actions)]
+    ended = collector.ended()
+    return events + (reset_events(collector, no_action, ended) if ended else [])
+
+
 def episode_logs(step):
     """An episode's `log_` values at its last step, named without the prefix."""
     return {k[len(LOG_PREFIX) :]: float(v) for k, v in step.items() if k.startswith(LOG_PREFIX)}

@@ -28,8 +28,9 @@ from dreamer_tf.run.collect import (
     Collector,
     check_eval_policy,
     evaluate,
+    lockstep_events,
     random_action,
-    replay_step,
+    reset_events,
     stack_obs,
 )
 from dreamer_tf.run.learner import Learner, copy_policy
@@ -236,7 +237,7 @@ class Session:
     def _local_loop(self):
         self.collector = Collector(self.envs, self.config.env.action_repeat,
                                    self.signals.env_call)
-        self._store_firsts(self.collector.reset())
+        self._store(reset_events(self.collector, self.no_action), 0, 0)
         # The RSSM resets an env's state where is_first is set, so finished envs
         # need no special handling of the batched recurrent state.
         self.state = self.actor.initial_state(len(self.envs))
@@ -271,10 +272,7 @@ class Session:
                 else:
                     self._store_chunk(index, events)
             with profile('learn'):
-                for _ in range(self._updates_due()):
-                    if self.signals.requested:
-                        break
-                    self._update()
+                self._pay_updates()
                 if self.count['updates'] - self.refreshed >= run.policy_refresh:
                     self._publish()
             with profile('housekeeping'):
@@ -301,10 +299,6 @@ class Session:
         print(f'warning: actor {index} failed; Ray restarts it, and the unfinished episodes of '
               'its envs are dropped', file=sys.stderr, flush=True)
 
-    def _store_firsts(self, firsts):
-        for worker, first in firsts:
-            self.replay.add(replay_step(first, self.no_action), worker=worker)
-
     def _actions(self):
         envs, count = self.envs, self.count
         if count['env_steps'] < self.run_config.prefill:
@@ -315,13 +309,8 @@ class Session:
 
     def _collect(self):
         """One lockstep step of every env into the replay; resets the envs that ended."""
-        events = [(worker, replay_step(out, self.no_action if action is None else action),
-                   action is None, episode)
-                  for worker, out, action, episode in self.collector.step(self._actions())]
+        events = lockstep_events(self.collector, self._actions(), self.no_action)
         self._store(events, len(self.envs) * self.config.env.action_repeat, len(self.envs))
-        ended = self.collector.ended()
-        if ended:
-            self._store_firsts(self.collector.reset(ended))
 
     def _store(self, events, env_steps, policy_steps):
         """Steps (worker, step in replay form, whether it starts an episode, the episode it
@@ -329,9 +318,9 @@ class Session:
         count = self.count
         for worker, step, first, episode in events:
             if first:
-                # Its env worker (or actor) died or hung, or it returned non-finite data:
-                # the episode so far is dropped and this step starts a new one (is_first
-                # resets the policy state).
+                # After a reset nothing is in progress. Where the env worker (or actor)
+                # died or hung, or returned non-finite data, the episode so far is dropped
+                # and this step starts a new one (is_first resets the policy state).
                 self.replay.drop_partial(worker)
             self.replay.add(step, worker=worker)
             if episode is not None:
@@ -360,15 +349,19 @@ class Session:
             self.train_metrics.add(self.agent.train(next(self.dataset)))
         self.count['updates'] += 1
 
+    def _pay_updates(self):
+        """The updates now due, in this thread, until a stop signal."""
+        for _ in range(self._updates_due()):
+            if self.signals.requested:
+                break
+            self._update()
+
     def _learn(self):
         """Sync: the updates now due. Async: waits while the learner owes more than
         `run.async_slack` updates, then refreshes the acting policy if it is due."""
         run = self.run_config
         if self.learner is None:
-            for _ in range(self._updates_due()):
-                if self.signals.requested:
-                    break
-                self._update()
+            self._pay_updates()
             return
         self.learner.notify()
         self.learner.wait_while(lambda: self._updates_due() > run.async_slack)
