@@ -33,6 +33,10 @@ import warnings
 import numpy as np
 
 REQUIRED_KEYS = ('action', 'reward', 'is_first', 'is_last', 'is_terminal')
+# Step keys with this prefix say how a step was collected (`meta_policy_version`): written
+# to the episode files, but neither sampled nor part of the spec, so that episodes with
+# and without them (an older run resumed) share one replay.
+META_PREFIX = 'meta_'
 SAMPLINGS = ('steps', 'episodes')
 FLAG_KEYS = ('is_first', 'is_last', 'is_terminal')
 
@@ -221,7 +225,7 @@ class Replay:
                 upper = total - length + 1 + (length if self._prioritize_ends else 0)
                 start = min(int(self._rng.integers(upper)), total - length)
                 rows.append({k: v[start:start + length] for k, v in episode.items()})
-        out = {key: np.stack([np.asarray(row[key]) for row in rows]) for key in rows[0]}
+        out = {key: np.stack([np.asarray(row[key]) for row in rows]) for key in _data(rows[0])}
         out['is_first'][:, 0] = True
         return out
 
@@ -321,7 +325,7 @@ class Replay:
                 f'drop_partial({worker!r}) to discard the unfinished episode.')
 
     def _check_spec(self, step):
-        spec = {key: (value.shape, value.dtype) for key, value in step.items()}
+        spec = {key: (value.shape, value.dtype) for key, value in _data(step).items()}
         if self._spec is None:
             self._spec = spec
             return
@@ -365,6 +369,7 @@ class Replay:
 
     def _store(self, episode):
         """Appends a finished episode and evicts the oldest beyond capacity."""
+        episode = _data(episode)
         length = len(episode['is_first'])
         if self._sampling == 'episodes' and length < self._seq_len and not self._warned_short:
             self._warned_short = True
@@ -415,7 +420,7 @@ class Replay:
             return None, 'the file name says the episode has zero length.'
         try:
             with np.load(path, allow_pickle=False) as data:
-                episode = {key: data[key] for key in data.files}
+                episode = _data({key: data[key] for key in data.files})
         # The file is untrusted input; any failure to parse it means corrupt.
         except Exception as error:  # pylint: disable=broad-except
             return None, f'cannot read it ({type(error).__name__}: {error}).'
@@ -445,3 +450,8 @@ class Replay:
         if not is_last[-1] or is_last[:-1].any():
             return None, 'is_last must be True exactly at the last step.'
         return episode, None
+
+
+def _data(step):
+    """A step's or episode's keys without the `META_PREFIX` ones."""
+    return {key: value for key, value in step.items() if not key.startswith(META_PREFIX)}

@@ -1,14 +1,19 @@
 """`distribute.actors`: Ray actors collect for one learner (dreamer_tf/run/actors.py)."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import faulty_envs  # registers the DreamerTfTest/ envs
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dreamer_tf.config import ConfigError, load_config
-from dreamer_tf.run.loop import train
+from dreamer_tf.run.loop import Counters, train
 
 pytest.importorskip('ray')
 pytestmark = pytest.mark.integration
@@ -28,6 +33,14 @@ def actor_config(logdir, **overrides):
 def episodes(logdir):
     """Every episode file of the run's replay, loaded."""
     return [dict(np.load(path)) for path in sorted((logdir / 'replay').glob('*.npz'))]
+
+
+def checkpointed_steps(logdir):
+    """The env steps counted by the run's latest checkpoint."""
+    counters = Counters()
+    tf.train.Checkpoint(counters=counters).restore(
+        tf.train.latest_checkpoint(str(logdir / 'checkpoints'))).expect_partial()
+    return int(counters.env_steps.numpy())
 
 
 def test_two_actors_feed_a_learner_through_an_actor_crash_and_a_resume(
@@ -51,10 +64,51 @@ def test_two_actors_feed_a_learner_through_an_actor_crash_and_a_resume(
         assert steps['is_first'][0] and not steps['is_first'][1:].any()
         assert steps['is_last'][-1] and not steps['is_last'][:-1].any()
         assert len(steps['is_first']) <= 21 and np.isfinite(steps['vector']).all()
+        # The policy version: -1 at a reset and at prefill's random steps, then the
+        # learner's update count the actor's weights came from, never decreasing.
+        versions = steps['meta_policy_version']
+        assert versions[0] == -1 and (np.diff(versions[1:]) >= 0).all()
+    assert max(int(steps['meta_policy_version'].max()) for steps in stored) > 0
     # The same command resumes: counters continue, from the checkpoint.
     _, counters = train(actor_config(logdir, **{'run.steps': 400}))
     assert 'Resumed from' in capfd.readouterr().out
     assert int(counters.env_steps.numpy()) == 400
+
+
+def test_a_learner_killed_with_sigkill_resumes_from_the_same_command(tmp_path):
+    """kill -9 of the learner takes its Ray actors with it; the same command resumes from
+    the last checkpoint and the replay holds only whole episodes."""
+    logdir = tmp_path / 'run'
+    args = ['--configs', 'dreamerv3', 'gym', 'debug', '--task', 'gym_CartPole-v1',
+            '--logdir', str(logdir), '--run.prefill', '64', '--run.train_ratio', '4',
+            '--run.save_every_secs', '1', '--run.eval_every', '100000',
+            '--run.mode', 'async', '--distribute.actors', '2', '--distribute.chunk', '8']
+    command = [sys.executable, str(TESTS.parent / 'scripts' / 'train.py'), *args]
+    index = logdir / 'checkpoints' / 'checkpoint'
+    with open(tmp_path / 'stderr.txt', 'w') as log:
+        proc = subprocess.Popen([*command, '--run.steps', '100000'],
+                                stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and not (
+                    index.exists() and 'ckpt-3' in index.read_text()):
+                time.sleep(0.5)
+            assert index.exists(), (tmp_path / 'stderr.txt').read_text()[-3000:]
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    killed, killed_at = episodes(logdir), checkpointed_steps(logdir)
+    assert killed_at > 0
+    resumed = subprocess.run([*command, '--run.steps', str(killed_at + 64)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'Resumed from' in resumed.stdout
+    assert checkpointed_steps(logdir) >= killed_at + 64
+    stored = episodes(logdir)
+    assert len(stored) > len(killed)
+    for steps in stored:
+        assert steps['is_first'][0] and not steps['is_first'][1:].any()
+        assert steps['is_last'][-1] and not steps['is_last'][:-1].any()
 
 
 def test_an_actor_that_keeps_failing_stops_the_run_with_its_error(tmp_path, monkeypatch):

@@ -37,6 +37,13 @@ def test_async_trains_to_the_budget_with_the_sync_loops_updates_and_resumes(tmp_
     updates = int(counters.updates.numpy())
     assert updates == _scheduled(config, int(counters.policy_steps.numpy())) > 0
     assert any('model_loss' in row for row in read_jsonl(tmp_path / 'metrics.jsonl'))
+    # Each stored step names the policy version that chose it: -1 at resets and in
+    # prefill, then the update count of the collecting copy, refreshed after 4 or more.
+    versions = np.concatenate([np.load(path)['meta_policy_version']
+                               for path in sorted((tmp_path / 'replay').glob('*.npz'))])
+    acted = versions[versions >= 0]
+    assert len(acted) and (np.diff(acted) >= 0).all() and acted.max() <= updates
+    assert (np.diff(np.unique(acted)) >= 4).all()
     # Resumed with a larger budget, it continues its counters and schedule.
     _, resumed = train(_config(tmp_path, **{'run.steps': 400}))
     assert resumed.env_steps.numpy() == 400

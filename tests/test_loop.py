@@ -285,6 +285,7 @@ def test_log_keys_stay_out_of_replay_and_become_episode_metrics():
             'log_achievement_eat_cow': 0.0}
     assert set(replay_step(step, np.ones(3))) == {
         'image', 'reward', 'is_first', 'is_last', 'is_terminal', 'action'}
+    assert replay_step(step, np.ones(3), 7)['meta_policy_version'] == 7
     logs = episode_logs(step)
     assert logs == {'achievement_collect_wood': 1.0, 'achievement_eat_cow': 0.0}
     # Success rates 100% and 0%: Crafter's score is sqrt(101) - 1.

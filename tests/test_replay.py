@@ -428,3 +428,21 @@ def test_episode_sampling_names_episodes_too_short_to_sample(tmp_path):
         replay.sample()
     with pytest.raises(ValueError, match='prioritize_ends needs'):
         Replay(tmp_path / 'x', 1000, 8, 2, prioritize_ends=True)
+
+
+@pytest.mark.parametrize('ongoing', [False, True])
+def test_meta_keys_are_written_but_never_sampled_or_checked(tmp_path, ongoing):
+    """`meta_` keys (the policy version) go to the episode files only, so that a replay
+    of episodes without them (a resumed older run) takes steps with them."""
+    old = Replay(tmp_path, 1000, 4, 2)
+    add_episode(old, 6, 0)
+    replay = Replay(tmp_path, 1000, 4, 2, ongoing=ongoing)
+    for i in range(6):
+        step = make_step(100 + i, first=i == 0, last=i == 5 and not ongoing)
+        replay.add({**step, 'meta_policy_version': np.int64(i)})
+    newest = replay.episode_files()[-1]
+    if not ongoing:
+        assert list(np.load(newest)['meta_policy_version']) == list(range(6))
+    assert 'meta_policy_version' not in replay.spec
+    assert 'meta_policy_version' not in replay.sample()
+    assert Replay(tmp_path, 1000, 4, 2).num_steps == (12 if not ongoing else 6)

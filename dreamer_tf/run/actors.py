@@ -90,17 +90,19 @@ class EnvActor:
         events, self.pending = self.pending, []
         width = len(self.envs) * self.config.env.action_repeat
         for _ in range(steps):
-            events += lockstep_events(self.collector, self._actions(env_steps), self.no_action)
+            actions, version = self._actions(env_steps)
+            events += lockstep_events(self.collector, actions, self.no_action, version)
             env_steps += width
         return events, self.version
 
     def _actions(self, env_steps):
+        """Every env's action, and the version of the policy that chose them."""
         envs = self.envs
         if env_steps < self.config.run.prefill:
-            return [random_action(envs.act_space, self.rng) for _ in range(len(envs))]
+            return [random_action(envs.act_space, self.rng) for _ in range(len(envs))], -1
         action, self.state = self.agent.policy(
             stack_obs(self.collector.obs, envs.obs_space), self.state, env_steps=env_steps)
-        return list(action.numpy())
+        return list(action.numpy()), self.version
 
     def close(self):
         self.envs.close()

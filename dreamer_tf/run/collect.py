@@ -7,10 +7,14 @@ import contextlib
 import numpy as np
 
 from dreamer_tf.config import EVAL_POLICIES, ConfigError
+from dreamer_tf.replay import META_PREFIX
 
 # Step keys with this prefix are episode statistics for the logs (e.g. Crafter's
 # achievements), kept out of the replay: the agent never sees them.
 LOG_PREFIX = 'log_'
+# The learner's update count whose weights chose a step's action; -1 where no learned
+# policy did (an episode's first step, prefill's random actions).
+POLICY_VERSION = META_PREFIX + 'policy_version'
 
 
 def random_action(act_space, rng):
@@ -24,26 +28,30 @@ def stack_obs(steps, keys):
     return {k: np.stack([np.asarray(step[k]) for step in steps]) for k in (*keys, 'is_first')}
 
 
-def replay_step(step, action):
-    """A step as the replay stores it: without `log_` keys, with the action that led to it."""
+def replay_step(step, action, version=None):
+    """A step as the replay stores it: without `log_` keys, with the action that led to it
+    and, given a `version`, the version of the policy that chose that action (training's
+    steps carry it: POLICY_VERSION; evaluation's recorded episodes do not)."""
     kept = {k: v for k, v in step.items() if not k.startswith(LOG_PREFIX)}
-    return {**kept, 'action': action}
+    meta = {} if version is None else {POLICY_VERSION: np.int64(version)}
+    return {**kept, 'action': action, **meta}
 
 
 def reset_events(collector, no_action, workers=None):
     """Resets `workers` (default all) of a Collector; their first steps as events (see
     `lockstep_events`)."""
-    return [(worker, replay_step(first, no_action), True, None)
+    return [(worker, replay_step(first, no_action, -1), True, None)
             for worker, first in collector.reset(workers)]
 
 
-def lockstep_events(collector, actions, no_action):
-    """One lockstep step of a Collector's envs with `actions`, then the resets of the
-    envs whose episodes ended. Returns one (worker, step in replay form, whether it
-    starts an episode, the episode it ends or None) per env step, in order: a step
-    starts an episode after a reset, or where its env worker was restarted."""
-    events = [(worker, replay_step(out, no_action if action is None else action),
-               action is None, episode)
+def lockstep_events(collector, actions, no_action, version):
+    """One lockstep step of a Collector's envs with `actions`, chosen by the policy of
+    `version`, then the resets of the envs whose episodes ended. Returns one (worker,
+    step in replay form, whether it starts an episode, the episode it ends or None) per
+    env step, in order: a step starts an episode after a reset, or where its env worker
+    was restarted."""
+    events = [(worker, replay_step(out, no_action, -1) if action is None
+               else replay_step(out, action, version), action is None, episode)
               for worker, out, action, episode in collector.step(actions)]
     ended = collector.ended()
     return events + (reset_events(collector, no_action, ended) if ended else [])

@@ -300,16 +300,20 @@ class Session:
               'its envs are dropped', file=sys.stderr, flush=True)
 
     def _actions(self):
+        """Every env's action, and the version of the policy that chose them."""
         envs, count = self.envs, self.count
         if count['env_steps'] < self.run_config.prefill:
-            return [random_action(envs.act_space, self.rng) for _ in envs.envs]
+            return [random_action(envs.act_space, self.rng) for _ in envs.envs], -1
         action, self.state = self.actor.policy(
             stack_obs(self.collector.obs, envs.obs_space), self.state, env_steps=count['env_steps'])
-        return list(action.numpy())
+        # The async loop acts with the copy made at `refreshed` updates.
+        version = count['updates'] if self.actor is self.agent else self.refreshed
+        return list(action.numpy()), version
 
     def _collect(self):
         """One lockstep step of every env into the replay; resets the envs that ended."""
-        events = lockstep_events(self.collector, self._actions(), self.no_action)
+        actions, version = self._actions()
+        events = lockstep_events(self.collector, actions, self.no_action, version)
         self._store(events, len(self.envs) * self.config.env.action_repeat, len(self.envs))
 
     def _store(self, events, env_steps, policy_steps):
