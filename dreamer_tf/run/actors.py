@@ -16,12 +16,17 @@ its next request whenever the learner has made `run.policy_refresh` updates sinc
 last copy; each chunk says the policy version (learner update count) it acted with.
 
 A crashed actor (its process died, or it raised) is restarted by Ray; the learner drops
-the unfinished episodes of its envs and goes on. An actor that fails FAILURES times in a
-row without a chunk (an env that cannot start, say) stops the run with its error.
+the unfinished episodes of its envs and goes on. While Ray restarts it (a new process
+imports TensorFlow and builds its envs: seconds, minutes on a loaded machine), requests
+answered "unavailable" are asked again, up to RESTART_SECONDS. An actor that fails
+FAILURES times in a row without a chunk (an env that cannot start, say) stops the run
+with its error.
 Actors are Ray processes that import TensorFlow for their policy: envs that render
 MuJoCo step in worker processes of their own (`env.process`), as in the training
 process, with the backend this process would render with (envs/process.py RENDER_GL).
 """
+
+import time
 
 import numpy as np
 
@@ -41,6 +46,7 @@ from dreamer_tf.run.collect import (
 # evaluation envs (envs/from_config.py LOOP_EVAL_SEED, EVAL_SEED).
 ACTOR_SEED = 100_000
 FAILURES = 3
+RESTART_SECONDS = 600.0
 
 
 def check_actors(config):
@@ -131,9 +137,12 @@ class Actors:
         self.weights = None  # (object ref of the learner's policy weights, version)
         self.sent = [None] * count  # the version each actor last received
         self.failures = [0] * count  # each actor's failures since its last chunk
+        self.asked = [0] * count  # the env step count of each actor's latest request
+        self.unavailable = {}  # actor index -> when its requests began to fail so
 
     def request(self, index, env_steps):
         """Asks actor `index` for its next chunk, with the newest weights it lacks."""
+        self.asked[index] = env_steps
         weights, version = self.weights or (None, None)
         if self.sent[index] == version:
             weights, version = None, None
@@ -156,15 +165,37 @@ class Actors:
         index = self.running.pop(ref)
         try:
             events, version = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError as error:
+            return self._unavailable(index, error)
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as error:
-            self.failures[index] += 1
-            if self.failures[index] >= FAILURES:
-                raise RuntimeError(f'actor {index} failed {FAILURES} times in a row without '
-                                   f'collecting; its last error: {_last_lines(error)}') from None
+            return self._failed(index, error)
+        self.failures[index] = 0
+        self.unavailable.pop(index, None)
+        return index, events, version
+
+    def _unavailable(self, index, error):
+        """The actor's process ended and Ray restarts it: the first time, a failure that
+        does not count towards FAILURES (the restart should recover); then, while the
+        restart lasts, the same request again a second later, up to RESTART_SECONDS."""
+        since = self.unavailable.get(index)
+        if since is None:
+            self.unavailable[index] = time.monotonic()
             self.sent[index] = None  # the restarted actor starts from the initial weights
             return index, None, None
-        self.failures[index] = 0
-        return index, events, version
+        if time.monotonic() - since > RESTART_SECONDS:
+            return self._failed(index, error)
+        time.sleep(1.0)
+        self.request(index, self.asked[index])
+        return None
+
+    def _failed(self, index, error):
+        self.unavailable.pop(index, None)
+        self.failures[index] += 1
+        if self.failures[index] >= FAILURES:
+            raise RuntimeError(f'actor {index} failed {FAILURES} times in a row without '
+                               f'collecting; its last error: {_last_lines(error)}') from None
+        self.sent[index] = None  # the restarted actor starts from the initial weights
+        return index, None, None
 
     def worker(self, index, worker):
         """The replay's worker id of an actor's env."""
