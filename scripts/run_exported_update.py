@@ -46,33 +46,44 @@ def main():
     print(table(rows))
 
 
+class Program:
+    """An exported update compiled for `platform` (default: jax's default backend) on its
+    first device, with its arguments there: `step()` runs one update and feeds the written
+    variables into the next, as training does. Also used by the side-by-side worker
+    dreamer_tf/diagnostics/peers/ours_hlo.py."""
+
+    def __init__(self, folder, platform=None):
+        import jax
+
+        # The seed and the step counters are int64: keep them so on the device.
+        jax.config.update('jax_enable_x64', True)
+        with open(os.path.join(folder, 'manifest.json')) as f:
+            self.manifest = json.load(f)
+        with gzip.open(os.path.join(folder, 'update.mlir.gz'), 'rt') as f:
+            self.text = f.read()
+        stored = np.load(os.path.join(folder, 'inputs.npz'))
+        rng = np.random.default_rng(0)
+        self.host = [argument_value(i, meta, stored, rng)
+                     for i, meta in enumerate(self.manifest['args'])]
+        start = time.perf_counter()
+        self.executable, self.device = compile_program(self.text, platform)
+        self.compile_s = time.perf_counter() - start
+        self.arrays = [jax.device_put(v, self.device) for v in self.host]
+
+    def step(self):
+        """One update (dispatched, not waited for); returns its metrics' device arrays."""
+        count = len(self.manifest['metrics'])
+        results = self.executable.execute(self.arrays)
+        for j, a in enumerate(self.manifest['updates']):
+            self.arrays[a] = results[count + j]
+        return results[:count]
+
+
 def run(folder, args):
     import jax
 
-    # The seed and the step counters are int64: keep them so on the device.
-    jax.config.update('jax_enable_x64', True)
-    with open(os.path.join(folder, 'manifest.json')) as f:
-        manifest = json.load(f)
-    with gzip.open(os.path.join(folder, 'update.mlir.gz'), 'rt') as f:
-        text = f.read()
-    stored = np.load(os.path.join(folder, 'inputs.npz'))
-    rng = np.random.default_rng(0)
-    host = [_value(i, meta, stored, rng) for i, meta in enumerate(manifest['args'])]
-
-    start = time.perf_counter()
-    executable, device = _compile(text)
-    compile_s = time.perf_counter() - start
-    arrays = [jax.device_put(v, device) for v in host]
-    n_metrics = len(manifest['metrics'])
-    updates = manifest['updates']
-
-    def step(arrays):
-        results = executable.execute(arrays)
-        arrays = list(arrays)
-        for j, a in enumerate(updates):
-            arrays[a] = results[n_metrics + j]
-        return arrays, results[:n_metrics]
-
+    program = Program(folder)
+    manifest, device = program.manifest, program.device
     row = {
         'folder': folder,
         'configs': ' '.join(manifest['configs']),
@@ -80,23 +91,22 @@ def run(folder, args):
         'batch': 'x'.join(str(d) for d in manifest['batch']),
         'precision': manifest['precision'],
         'device': f'{device.platform}:{getattr(device, "device_kind", "")}',
-        'compile_s': compile_s,
+        'compile_s': program.compile_s,
         'gflop': manifest['gflop'],
     }
-    first, metrics = step(arrays)
+    metrics = program.step()
     metrics = {k: float(np.asarray(m)) for k, m in zip(manifest['metrics'], metrics)}
     row['finite_metrics'] = all(np.isfinite(v) for v in metrics.values())
     row['model_loss'] = metrics.get('model_loss', float('nan'))
     if args.check:
-        row.update(check(folder, manifest, text, host, first, metrics))
-    arrays = first
+        row.update(check(folder, manifest, program.text, program.host, program.arrays, metrics))
     times = []
     for _ in range(args.repeats):
-        jax.block_until_ready(arrays)
+        jax.block_until_ready(program.arrays)
         start = time.perf_counter()
         for _ in range(args.updates):
-            arrays, metrics = step(arrays)
-        jax.block_until_ready((arrays, metrics))
+            metrics = program.step()
+        jax.block_until_ready((program.arrays, metrics))
         times.append((time.perf_counter() - start) / args.updates)
     row['update_ms'] = 1e3 * float(np.median(times))
     row['update_ms_all'] = [1e3 * t for t in times]
@@ -107,7 +117,7 @@ def run(folder, args):
     return row
 
 
-def _value(i, meta, stored, rng):
+def argument_value(i, meta, stored, rng):
     """The stored value of argument i, or one drawn: a variable from its initial value's
     mean and std, a batch entry as uniform bytes (images) or standard normal."""
     key = f'arg{i}'
@@ -137,7 +147,7 @@ def check(folder, manifest, text, host, arrays, metrics):
     else:
         import jax
 
-        cpu, cpu_device = _compile(text, 'cpu')
+        cpu, cpu_device = compile_program(text, 'cpu')
         results = cpu.execute([jax.device_put(v, cpu_device) for v in host])
         ref_metrics = results[: len(names)]
         ref_vars = results[len(names) :]
@@ -150,7 +160,7 @@ def check(folder, manifest, text, host, arrays, metrics):
     return {'check_against': against, 'metric_rel_err': metric_err, 'variable_rel_err': var_err}
 
 
-def _compile(text, platform=None):
+def compile_program(text, platform=None):
     from jax._src.lib import xla_client
     from jax.extend.backend import get_backend
 

@@ -14,6 +14,9 @@ its modules reach the agent through its public methods only.
   (`scripts/learning_check.py`).
 - `modes`: env steps and updates per second of the sync and async training loops.
 - `env_throughput`: collection speed of worker envs in lockstep.
+- `peers/`: the update side by side with the authors' JAX code and sheeprl's PyTorch
+  port, each in its own virtual environment (`peers/compare.py`; run from a checkout,
+  not part of the installed package).
 - `fingerprint`: every preset's metrics after two updates on fixed data, the check that a
   refactoring changed no computation (`tests/test_fingerprint.py`).
 """

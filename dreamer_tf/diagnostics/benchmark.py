@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.agent import Agent
+from dreamer_tf.behavior import ActorCritic
 from dreamer_tf.envs.base import Space
 from dreamer_tf.replay import Replay
 
@@ -68,17 +69,17 @@ def time_update(agent, batch, repeats=5, warmup=2):
     """Median and all wall times (s) of `agent.train` after `warmup` calls (incl. tracing)."""
     start = time.perf_counter()
     for _ in range(warmup):
-        _block(agent.train(batch))
+        wait_for(agent.train(batch))
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _block(agent.train(batch))
+        wait_for(agent.train(batch))
         times.append(time.perf_counter() - start)
     return {'median_s': float(np.median(times)), 'times_s': times, 'warmup_s': first}
 
 
-def _block(outputs):
+def wait_for(outputs):
     """Waits for a call's tensors (any nest of them) by copying them to numpy."""
     return tf.nest.map_structure(lambda t: t.numpy(), outputs)
 
@@ -88,6 +89,18 @@ def build(config, obs_space, act_space):
     agent = Agent(obs_space, act_space, config)
     batch = synthetic_batch(obs_space, act_space, config.run.batch_size, config.run.batch_length)
     return agent, batch
+
+
+def param_counts(agent):
+    """Trainable parameters of an agent by part (world model; actor and critic where it
+    has them), and their total, not counting optimiser state or the slow critic: what
+    side-by-sides match between systems."""
+    parts = {'world_model': agent.wm}
+    if isinstance(agent.behavior, ActorCritic):
+        parts.update(actor=agent.behavior.actor, critic=agent.behavior.critic)
+    counts = {name: int(sum(np.prod(v.shape) for v in part.trainable_variables))
+              for name, part in parts.items()}
+    return {**counts, 'total': sum(counts.values())}
 
 
 def graph_flops(fn, *args):
@@ -222,7 +235,7 @@ def op_profile(fn, *args, calls=2):
         tf.profiler.experimental.start(logdir)
         try:
             for _ in range(calls):
-                _block(fn(*args))
+                wait_for(fn(*args))
         finally:
             tf.profiler.experimental.stop()
         (path,) = glob.glob(f'{logdir}/**/*.xplane.pb', recursive=True)
@@ -276,7 +289,7 @@ def input_wait(agent, obs_space, act_space, run, updates=5, episode=500):
             start = time.perf_counter()
             data = next(dataset)
             waited += time.perf_counter() - start
-            _block(agent.train(data))
+            wait_for(agent.train(data))
         return waited / updates
 
 

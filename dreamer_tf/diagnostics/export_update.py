@@ -72,7 +72,8 @@ def export(args):
         raise RuntimeError('some results are neither metrics nor written variables')
     flops = benchmark.graph_flops(agent.update, batch, seed)
     _write_values(args, inputs, len(explicit), captured, metrics, metric_names, updates, text)
-    _write_manifest(args, config, inputs, names, len(explicit), metric_names, updates, flops)
+    _write_manifest(args, config, inputs, names, len(explicit), metric_names, updates, flops,
+                    benchmark.param_counts(agent))
     print(
         f'wrote {args.out}: {len(inputs)} arguments ({len(captured)} variables), '
         f'{len(result_types)} results ({len(metric_names)} metrics, {len(updates)} written '
@@ -140,7 +141,8 @@ def _write_values(args, inputs, explicit, captured, metrics, metric_names, updat
         _save_npz(os.path.join(args.out, 'reference.npz'), reference, write_atomic)
 
 
-def _write_manifest(args, config, inputs, names, explicit, metric_names, updates, flops):
+def _write_manifest(args, config, inputs, names, explicit, metric_names, updates, flops,
+                    params):
     import numpy as np
     import tensorflow as tf
 
@@ -164,6 +166,7 @@ def _write_manifest(args, config, inputs, names, explicit, metric_names, updates
             'batch': [config.run.batch_size, config.run.batch_length],
             'values': args.values,
             'gflop': flops / 1e9,
+            'params': params,  # trainable, by part (benchmark.param_counts)
             'args': args_meta,
             'metrics': metric_names,
             # Result len(metrics) + j is the new value of argument updates[j].
