@@ -139,6 +139,7 @@ class Actors:
         self.failures = [0] * count  # each actor's failures since its last chunk
         self.asked = [0] * count  # the env step count of each actor's latest request
         self.unavailable = {}  # actor index -> when its requests began to fail so
+        self.retries = {}  # actor index -> when to send its unavailable request again
 
     def request(self, index, env_steps):
         """Asks actor `index` for its next chunk, with the newest weights it lacks."""
@@ -158,6 +159,13 @@ class Actors:
     def next(self, timeout=1.0):
         """Waits up to `timeout` seconds for a chunk: None, or (actor index, events,
         version) with events None if the actor failed."""
+        now = time.monotonic()
+        for index in [i for i, due in self.retries.items() if due <= now]:
+            del self.retries[index]
+            self.request(index, self.asked[index])
+        if not self.running:  # every actor is restarting and will be asked again
+            time.sleep(timeout)
+            return None
         ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
         if not ready:
             return None
@@ -176,7 +184,8 @@ class Actors:
     def _unavailable(self, index, error):
         """The actor's process ended and Ray restarts it: the first time, a failure that
         does not count towards FAILURES (the restart should recover); then, while the
-        restart lasts, the same request again a second later, up to RESTART_SECONDS."""
+        restart lasts, the same request again a second later (`next` sends it), up to
+        RESTART_SECONDS."""
         since = self.unavailable.get(index)
         if since is None:
             self.unavailable[index] = time.monotonic()
@@ -184,8 +193,7 @@ class Actors:
             return index, None, None
         if time.monotonic() - since > RESTART_SECONDS:
             return self._failed(index, error)
-        time.sleep(1.0)
-        self.request(index, self.asked[index])
+        self.retries[index] = time.monotonic() + 1.0
         return None
 
     def _failed(self, index, error):

@@ -23,10 +23,8 @@ authors-requirements.txt (read there why with `--no-deps`):
 # `pip install --no-deps *.whl` on that machine.
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import protocol  # noqa: E402
+import protocol
 
 SYSTEM = 'authors dreamerv3 1.5.0'
 

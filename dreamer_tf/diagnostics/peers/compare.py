@@ -192,8 +192,7 @@ class Worker:
                                      stderr=self.log, text=True, env=worker_env())
         self.ready = self._receive()
         if self.ready is None:
-            self.log.seek(0)
-            self.error = self.log.read()[-2000:]
+            self.error = self._tail()
             print(f'{system} failed to start:\n{self.error}', flush=True)
         else:
             print(f'{system}: ready in {time.perf_counter() - start:.0f}s, '

@@ -19,11 +19,7 @@ Sizes: sheeprl's presets already have the paper's sizes that our `xs`/`s`/`m` bl
 the convolutions' biases (704 at S, 1,056 at M) for images. So no size override is needed.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import protocol  # noqa: E402
+import protocol
 
 # sheeprl's preset per size of the paper (configs/algo/dreamer_v3_<SIZE>.yaml), and the
 # overrides on top of it (none needed: the presets' layers and widths match ours, above).
