@@ -207,7 +207,7 @@ class Agent(tf.Module):
         """The policy's filter step: the posterior state after `embed`; without
         `explore` its latent is the mode, as evaluation acts deterministically
         (the posterior's mode and the actor's mode)."""
-        latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, is_first, seed)
+        latent = self.wm.rssm.obs_step(latent, prev_action, embed, is_first, seed)
         if not explore:
             latent = dict(latent, stoch=self.wm.rssm.latent_dist(latent).mode())
         return latent

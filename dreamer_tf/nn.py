@@ -34,6 +34,12 @@ def _glorot(shape, fan_in, fan_out, scale=1.0):
     return tf.random.uniform(shape, -limit, limit, dtype=tf.float32)
 
 
+def dot(x, w):
+    """x @ w over the last axis of x, with the float32 weight cast to x's dtype."""
+    w = tf.cast(w, x.dtype)
+    return tf.matmul(x, w) if x.shape.rank == 2 else tf.tensordot(x, w, 1)
+
+
 class Linear(tf.Module):
     """y = x W + b. `outscale=0` zero-initialises W (DreamerV3's reward/critic heads)."""
 
@@ -49,14 +55,15 @@ class Linear(tf.Module):
         self.b = tf.Variable(tf.zeros((self.dout,)), name='b') if bias else None
 
     def __call__(self, x):
-        y = (
-            tf.matmul(x, tf.cast(self.w, x.dtype))
-            if x.shape.rank == 2
-            else (tf.tensordot(x, tf.cast(self.w, x.dtype), 1))
-        )
-        if self.b is not None:
-            y = y + tf.cast(self.b, x.dtype)
-        return y
+        return self.add_bias(dot(x, self.w))
+
+    def add_bias(self, y):
+        return y if self.b is None else y + tf.cast(self.b, y.dtype)
+
+    def split(self, sizes):
+        """W cut by input rows: for x = [x_1, ..., x_n], x W = sum_i x_i W_i, so a part
+        that a loop does not change can be multiplied once outside the loop."""
+        return tf.split(self.w, sizes, 0)
 
 
 class LayerNorm(tf.Module):
@@ -88,7 +95,10 @@ class Dense(tf.Module):
         self.act = get_act(act)
 
     def __call__(self, x):
-        x = self.linear(x)
+        return self.activate(self.linear(x))
+
+    def activate(self, x):
+        """Norm and activation of the pre-activation x W (+ b)."""
         if self.norm is not None:
             x = self.norm(x)
         return self.act(x)

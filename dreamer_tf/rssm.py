@@ -78,7 +78,7 @@ class RSSM(tf.Module):
             return {'deter': deter, 'stoch': tf.zeros((batch_size, self.stoch_size)), **stats}
         # A broadcast product, not tf.repeat: its gradient keeps static shapes under XLA.
         deter = tf.tanh(self.initial_deter)[None] * tf.ones((batch_size, 1))
-        stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
+        stats = self._prior_stats(deter)
         return {'deter': deter, 'stoch': self.latent_dist(stats).mode(), **stats}
 
     def _zero_stats(self, batch_size):
@@ -102,8 +102,8 @@ class RSSM(tf.Module):
             return _Flat(dists.OneHot(stats['logit']))
         return dists.Normal(stats['mean'], stats['std'])
 
-    def img_step(self, prev, prev_action, seed):
-        """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t).
+    def _recur(self, prev, prev_action):
+        """h_t = f(h_{t-1}, z_{t-1}, a_{t-1}), the deterministic GRU step.
 
         Actions are scaled into [-1, 1] with a stop-gradient scale, as
         DreamerV3's `action_clip`: its unbounded Normal actor would otherwise
@@ -114,28 +114,44 @@ class RSSM(tf.Module):
         prev_action = prev_action * sg(1.0 / tf.maximum(1.0, tf.abs(prev_action)))
         x = tf.concat([prev['stoch'], prev_action], -1)
         x = self.img_in(tf.cast(x, self.dtype))
-        deter = tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
-        stats = self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
+        return tf.cast(self.gru(x, tf.cast(prev['deter'], self.dtype)), tf.float32)
+
+    def _prior_stats(self, deter):
+        """The parameters of p(z_t | h_t), for h_t of any leading shape."""
+        return self._stats(self.img_stats(self.img_out(tf.cast(deter, self.dtype))))
+
+    def img_step(self, prev, prev_action, seed):
+        """Prior step: s_{t-1}, a_{t-1} -> h_t, z_t ~ p(z_t | h_t)."""
+        deter = self._recur(prev, prev_action)
+        stats = self._prior_stats(deter)
         stoch = self.latent_dist(stats).sample(seed)
         return {'deter': deter, 'stoch': stoch, **stats}
 
     def obs_step(self, prev, prev_action, embed, is_first, seed, init=None):
-        """Filter step: returns (posterior, prior) at t given e_t.
+        """Filter step: the posterior state at t given e_t.
 
         Where `is_first` is set the previous state and action are replaced by the
         initial state `init` (computed here if not given) and zeros, so
-        sequences may span episode boundaries.
+        sequences may span episode boundaries. Filtering never needs the prior.
         """
         if init is None:
             init = self.initial(tf.shape(is_first)[0])
         prev, prev_action = self._reset(prev, prev_action, is_first, init)
-        seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        prior = self.img_step(prev, prev_action, seed_prior)
-        x = tf.concat([tf.cast(prior['deter'], self.dtype), tf.cast(embed, self.dtype)], -1)
-        stats = self._stats(self.obs_stats(self.obs_out(x)))
-        stoch = self.latent_dist(stats).sample(seed_post)
-        post = {'deter': prior['deter'], 'stoch': stoch, **stats}
-        return post, prior
+        w_deter, w_embed = self.obs_out.linear.split([self.deter, -1])
+        return self._filter(prev, prev_action, self._embed_term(embed, w_embed), w_deter, seed)
+
+    def _embed_term(self, embed, w_embed):
+        """e_t W_e + b: the embedding's part of the posterior layer's pre-activation."""
+        return self.obs_out.linear.add_bias(nn.dot(tf.cast(embed, self.dtype), w_embed))
+
+    def _filter(self, prev, prev_action, embed_term, w_deter, seed):
+        """h_t, then z_t ~ q(z_t | h_t, e_t) from the pre-activation h_t W_h + e_t W_e + b."""
+        # Two streams, the first unused: tests/data/fingerprints.json pins these samples.
+        seed = tf.random.experimental.stateless_split(seed, 2)[1]
+        deter = self._recur(prev, prev_action)
+        x = nn.dot(tf.cast(deter, self.dtype), w_deter) + embed_term
+        stats = self._stats(self.obs_stats(self.obs_out.activate(x)))
+        return {'deter': deter, 'stoch': self.latent_dist(stats).sample(seed), **stats}
 
     def _reset(self, prev, prev_action, is_first, init):
         # A select, not mask * init + (1 - mask) * prev: 0 * NaN is NaN, and a state
@@ -148,7 +164,10 @@ class RSSM(tf.Module):
     def observe(self, embed, action, is_first, seed, state=None):
         """Filter a sequence. embed [B,T,E], action [B,T,A] (a_{t-1}), is_first [B,T].
 
-        Returns (post, prior), dicts of [B, T, ...] tensors.
+        Returns (post, prior), dicts of [B, T, ...] tensors: the posterior states
+        and the prior's parameters beside `deter`. Only the KL loss reads the
+        prior, so it is computed for all steps after the scan and never sampled,
+        as in the authors' `RSSM.loss` (danijar/dreamerv3, dreamerv3/rssm.py).
         """
         batch, length = tf.shape(embed)[0], embed.shape[1]
         # The learned initial state is an MLP of a variable: computed once per
@@ -157,13 +176,19 @@ class RSSM(tf.Module):
         state = init if state is None else state
         seeds = tf.random.experimental.stateless_split(seed, length)
         swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
-        elems = (swap(tf.cast(action, tf.float32)), swap(embed), swap(is_first), seeds)
+        # The embedding's part of the posterior layer does not depend on the
+        # recurrence: one large matmul for all steps instead of one per step.
+        w_deter, w_embed = self.obs_out.linear.split([self.deter, -1])
+        embed_term = self._embed_term(embed, w_embed)
+        elems = (swap(tf.cast(action, tf.float32)), swap(embed_term), swap(is_first), seeds)
 
-        def step(carry, inputs):
-            return self.obs_step(carry[0], *inputs, init=init)
+        def step(prev, inputs):
+            prev_action, term, first, step_seed = inputs
+            prev, prev_action = self._reset(prev, prev_action, first, init)
+            return self._filter(prev, prev_action, term, w_deter, step_seed)
 
-        post, prior = tf.scan(step, elems, initializer=(state, state))
-        return ({k: swap(v) for k, v in post.items()}, {k: swap(v) for k, v in prior.items()})
+        post = {k: swap(v) for k, v in tf.scan(step, elems, initializer=state).items()}
+        return post, {'deter': post['deter'], **self._prior_stats(post['deter'])}
 
     def imagine(self, policy, start, horizon, seed, aux_size=0):
         """Roll the prior forward `horizon` steps from `start` (dict of [N, ...]).

@@ -17,6 +17,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -33,6 +34,11 @@ def main():
     parser.add_argument('--updates', type=int, default=10, help='updates per timed block')
     parser.add_argument('--repeats', type=int, default=5, help='timed blocks')
     parser.add_argument('--json', help='also write the rows to this file')
+    parser.add_argument(
+        '--loops',
+        action='store_true',
+        help='also print the work each while loop of the compiled program does per trip',
+    )
     args = parser.parse_args()
     rows = []
     for folder in args.folders:
@@ -94,6 +100,10 @@ def run(folder, args):
         'compile_s': program.compile_s,
         'gflop': manifest['gflop'],
     }
+    if args.loops:
+        row['loops'] = loop_work(program.executable)
+        for loop in row['loops']:
+            print(json.dumps(loop), flush=True)
     metrics = program.step()
     metrics = {k: float(np.asarray(m)) for k, m in zip(manifest['metrics'], metrics)}
     row['finite_metrics'] = all(np.isfinite(v) for v in metrics.values())
@@ -158,6 +168,52 @@ def check(folder, manifest, text, host, arrays, metrics):
         np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in ref_vars]),
     )
     return {'check_against': against, 'metric_rel_err': metric_err, 'variable_rel_err': var_err}
+
+
+# Instructions that name or regroup values without launching work of their own.
+NO_WORK = {'parameter', 'get-tuple-element', 'tuple', 'constant', 'bitcast', 'after-all'}
+
+
+def loop_work(executable):
+    """Per while loop of the compiled (optimised) program: its trip count where XLA knows
+    it, and the instructions of its body that do work (fusions, dots, convolutions,
+    copies, custom calls, nested loops) by opcode: on a GPU each is about one kernel
+    launch, which is what makes a scan of small steps latency-bound."""
+    computations, loops = {}, []
+    for module in executable.hlo_modules():
+        name = None
+        for line in module.to_string().splitlines():
+            head = re.match(r'^(?:ENTRY )?%?([\w.\-]+) .*\{$', line)
+            if head:
+                name = head.group(1)
+                computations[name] = []
+            elif name and ' = ' in line:
+                opcode = _opcode(line.split(' = ', 1)[1])
+                computations[name].append(opcode)
+                if opcode == 'while':
+                    body = re.search(r'body=%?([\w.\-]+)', line).group(1)
+                    trips = re.search(r'"known_trip_count":\{"n":"(\d+)"', line)
+                    loops.append((body, int(trips.group(1)) if trips else None))
+    rows = []
+    for body, trips in loops:
+        ops = [op for op in computations.get(body, []) if op not in NO_WORK]
+        counts = {op: ops.count(op) for op in sorted(set(ops), key=lambda o: -ops.count(o))}
+        rows.append({'body': body, 'trips': trips, 'work_ops': len(ops), 'by_opcode': counts})
+    return rows
+
+
+def _opcode(rest):
+    """The opcode of an HLO instruction's right-hand side `TYPE opcode(operands), ...`."""
+    if rest.startswith('('):  # a tuple type: skip its balanced parentheses
+        depth = 0
+        for i, char in enumerate(rest):
+            depth += {'(': 1, ')': -1}.get(char, 0)
+            if depth == 0:
+                rest = rest[i + 1 :]
+                break
+    else:
+        rest = rest.split(' ', 1)[1]
+    return rest.strip().split('(', 1)[0]
 
 
 def compile_program(text, platform=None):

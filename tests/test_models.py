@@ -25,9 +25,9 @@ def test_observe_and_imagine_shapes(classes):
     action = tf.random.normal((2, 6, 3))
     is_first = tf.constant([[True] + [False] * 5] * 2)
     post, prior = rssm.observe(embed, action, is_first, SEED)
-    for state in (post, prior):
-        assert state['deter'].shape == (2, 6, 8)
-        assert state['stoch'].shape == (2, 6, stoch)
+    assert post['deter'].shape == prior['deter'].shape == (2, 6, 8)
+    assert post['stoch'].shape == (2, 6, stoch)
+    assert sorted(prior) == sorted(set(post) - {'stoch'})
     assert rssm.feat(post).shape == (2, 6, 8 + stoch)
     start = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in post.items()}
     policy = lambda feat, seed: (tf.tanh(feat[:, :3]), feat[:, :2])
@@ -54,16 +54,39 @@ def test_imagined_actions_are_scaled_into_unit_box():
     assert np.all(np.isfinite(tape.gradient(out, action).numpy()))
 
 
+@pytest.mark.parametrize('classes', [0, 4])
+def test_observe_is_obs_step_repeated_with_the_prior_of_each_step(classes):
+    """observe() hoists work out of its scan (the embedding's matmul, the prior): it
+    must still be obs_step at every step, and its prior img_step's parameters."""
+    rssm = RSSM(3, 7, deter=8, hidden=8, stoch=5, classes=classes, initial='learned')
+    embed = tf.random.normal((2, 5, 7))
+    action = tf.random.normal((2, 5, 3))
+    is_first = tf.constant([[True, False, False, True, False]] * 2)
+    post, prior = rssm.observe(embed, action, is_first, SEED)
+    init = rssm.initial(2)
+    state = init
+    seeds = tf.random.experimental.stateless_split(SEED, 5)
+    for t in range(5):
+        prev = state
+        state = rssm.obs_step(prev, action[:, t], embed[:, t], is_first[:, t], seeds[t])
+        reset = {k: tf.where(is_first[0, t], init[k], v) for k, v in prev.items()}
+        stepped = rssm.img_step(reset, action[:, t] * (0.0 if is_first[0, t] else 1.0), seeds[t])
+        for key, value in state.items():
+            np.testing.assert_allclose(post[key][:, t], value, atol=1e-5, err_msg=key)
+        for key, value in prior.items():
+            np.testing.assert_allclose(value[:, t], stepped[key], atol=1e-5, err_msg=key)
+
+
 def test_is_first_resets_state():
     rssm = RSSM(2, 3, deter=6, hidden=6, stoch=2, classes=3)
     embed = tf.random.normal((1, 3))
     other = {k: v + 5.0 for k, v in rssm.initial(1).items()}
-    reset_post, _ = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([True]), SEED)
-    fresh_post, _ = rssm.obs_step(
+    reset_post = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([True]), SEED)
+    fresh_post = rssm.obs_step(
         rssm.initial(1), tf.zeros((1, 2)), embed, tf.constant([False]), SEED
     )
     np.testing.assert_allclose(reset_post['deter'].numpy(), fresh_post['deter'].numpy(), atol=1e-6)
-    kept_post, _ = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([False]), SEED)
+    kept_post = rssm.obs_step(other, tf.ones((1, 2)), embed, tf.constant([False]), SEED)
     assert not np.allclose(kept_post['deter'].numpy(), fresh_post['deter'].numpy())
 
 

@@ -102,3 +102,60 @@ def test_export_writes_program_inputs_and_tf_reference(tmp_path):
         check=False,
     )
     assert rerun.returncode != 0 and 'not empty' in rerun.stderr
+
+
+HLO = """HloModule update, entry_computation_layout={(f32[4]{0})->f32[4]{0}}
+
+%fused_computation (param_0: f32[4]) -> f32[4] {
+  %param_0 = f32[4]{0} parameter(0)
+  ROOT %exponential = f32[4]{0} exponential(%param_0)
+}
+
+%body (arg: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %arg = (s32[], f32[4]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %x = f32[4]{0} get-tuple-element(%arg), index=1
+  %fusion = f32[4]{0} fusion(%x), kind=kLoop, calls=%fused_computation
+  %dot = f32[4]{0} dot(%fusion, %fusion), lhs_contracting_dims={}, rhs_contracting_dims={}
+  %copy = f32[4]{0} copy(%dot)
+  %one = s32[] constant(1)
+  %next = s32[] add(%i, %one)
+  ROOT %tuple = (s32[], f32[4]{0}) tuple(%next, %copy)
+}
+
+%cond (arg: (s32[], f32[4])) -> pred[] {
+  %arg = (s32[], f32[4]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %n = s32[] constant(64)
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+ENTRY %main (p: f32[4]) -> f32[4] {
+  %p = f32[4]{0} parameter(0)
+  %zero = s32[] constant(0)
+  %init = (s32[], f32[4]{0}) tuple(%zero, %p)
+  %while = (s32[], f32[4]{0}) while(%init), condition=%cond, body=%body, backend_config=TRIPS
+  ROOT %out = f32[4]{0} get-tuple-element(%while), index=1
+}
+""".replace('TRIPS', '{"known_trip_count":{"n":"64"}}')
+
+
+def test_loop_work_counts_what_each_loop_body_launches():
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    try:
+        import run_exported_update
+    finally:
+        sys.path.remove(str(ROOT / 'scripts'))
+
+    class Module:
+        def to_string(self):
+            return HLO
+
+    class Executable:
+        def hlo_modules(self):
+            return [Module()]
+
+    assert run_exported_update.loop_work(Executable()) == [
+        {'body': 'body', 'trips': 64, 'work_ops': 4,
+         'by_opcode': {'add': 1, 'copy': 1, 'dot': 1, 'fusion': 1}},
+    ]

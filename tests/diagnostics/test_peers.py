@@ -54,3 +54,26 @@ def test_the_peers_run_at_our_parameter_count(tmp_path, obs):
     for system in ('authors', 'sheeprl'):
         assert 'error' not in rows[system], rows[system]['error']
         assert abs(rows[system]['params'] / rows['ours']['params'] - 1) < 0.02, rows[system]
+
+
+KERNELS = ROOT / 'dreamer_tf' / 'diagnostics' / 'peers' / 'kernels.py'
+
+
+def test_tensorflows_element_wise_kernels_are_timed_in_both_dtypes():
+    done = subprocess.run([sys.executable, str(KERNELS), '--framework', 'tensorflow',
+                           '--repeats', '2'], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {(r['op'], r['dtype']) for r in rows} == {
+        (op, dtype) for op in ('mul', 'add', 'sigmoid', 'tanh', 'silu', 'cast')
+        for dtype in ('float32', 'bfloat16')}
+    assert all(r['ms'] > 0 and r['gb_per_s'] > 0 for r in rows)
+
+
+@pytest.mark.skipif(not PEERS, reason='DREAMER_TF_PEERS names no peer environments')
+def test_kernels_side_by_side_with_pytorch_write_a_record(tmp_path):
+    out = compare('kernels', '--venvs', PEERS, '--rounds', '1', '--record', 'kernels.yaml',
+                  '--machine', 'a test', cwd=tmp_path)
+    assert 'TF / torch' in out
+    record = results.check_speed(YAML(typ='safe').load(tmp_path / 'kernels.yaml'), 'k.yaml')
+    assert len(record['rows']) == 12 and all(row[2] > 0 and row[3] > 0 for row in record['rows'])

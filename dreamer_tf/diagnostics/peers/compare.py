@@ -16,6 +16,8 @@ machine hit all systems alike. Standard library only.
   python dreamer_tf/diagnostics/peers/compare.py export --hlo hlo --size s --obs vector:17
   python dreamer_tf/diagnostics/peers/compare.py run --systems ours_hlo authors \\
       --hlo hlo --platform gpu --size s --obs vector:17
+  # the element-wise kernels of TensorFlow (here) and PyTorch (sheeprl's environment)
+  python dreamer_tf/diagnostics/peers/compare.py kernels --venvs ~/peers
 """
 
 import argparse
@@ -49,6 +51,11 @@ def main(argv=None):
         setup(args)
     elif args.command == 'export':
         export(args)
+    elif args.command == 'kernels':
+        rows = kernels(args)
+        print(kernel_table(rows))
+        if args.record:
+            write_atomic(args.record, kernel_record(args, argv, rows))
     else:
         rows = run(args)
         print(table(rows))
@@ -79,6 +86,13 @@ def arguments():
         command.add_argument('--batch', type=int, default=protocol.BATCH)
         command.add_argument('--length', type=int, default=protocol.LENGTH)
         command.add_argument('--hlo', default='hlo', help='the folder of exported updates')
+    kernels_ = commands.add_parser('kernels', help="element-wise kernel speed of TensorFlow "
+                                   "(this environment) and PyTorch (sheeprl's)")
+    kernels_.add_argument('--venvs', default=VENVS,
+                          help=f"the peers' virtual environments (default {VENVS})")
+    kernels_.add_argument('--rounds', type=int, default=3, help='alternations of the two')
+    kernels_.add_argument('--record', help='also write a speed record (results/speed/)')
+    kernels_.add_argument('--machine', default='', help="the record's machine, in words")
     run_ = commands.choices['run']
     run_.add_argument('--systems', nargs='+', default=['ours', 'authors', 'sheeprl'],
                       choices=list(SYSTEMS))
@@ -250,28 +264,76 @@ def table(rows):
 
 
 def speed_record(args, argv, rows):
-    """The rows as a speed record (dreamer_tf/results.py), in YAML written by hand: this
-    module runs without the project's dependencies. JSON strings are YAML scalars."""
+    """The rows as a speed record (dreamer_tf/results.py)."""
     if not args.machine:
         raise SystemExit('--record needs --machine: the machine, in words')
+    columns = ['size', 'obs', 'precision', 'system', 'parameters', 's/update (median)',
+               's/update (min)', 'system / ours']
+    body = [[r['size'], r['obs'], r['precision'], r['system'], r['params'],
+             round(r['median_s'], 4), round(r['min_s'], 4),
+             round(r['ours_speedup'], 2) if r['ours_speedup'] else None]
+            for r in rows if 'error' not in r]
+    title = "DreamerV3 update, side by side with the authors' and sheeprl's code"
+    return record_text(args, argv, title, columns, body)
+
+
+def record_text(args, argv, title, columns, body):
+    """A speed record in YAML written by hand: this module runs without the project's
+    dependencies. JSON strings are YAML scalars."""
     commit = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
                             capture_output=True, text=True).stdout.strip()
     command = ' '.join(['python dreamer_tf/diagnostics/peers/compare.py',
                         *(sys.argv[1:] if argv is None else argv)])
-    columns = ['size', 'obs', 'precision', 'system', 'parameters', 's/update (median)',
-               's/update (min)', 'system / ours']
     lines = [f'name: {json.dumps(os.path.splitext(os.path.basename(args.record))[0])}',
              f'command: {json.dumps(command)}', f'commit: {json.dumps(commit or "unknown")}',
-             f'machine: {json.dumps(args.machine)}',
-             'title: "DreamerV3 update, side by side with the authors\' and sheeprl\'s code"',
+             f'machine: {json.dumps(args.machine)}', f'title: {json.dumps(title)}',
              f'columns: {json.dumps(columns)}', 'rows:']
-    for r in rows:
-        if 'error' not in r:
-            lines.append('- ' + json.dumps([
-                r['size'], r['obs'], r['precision'], r['system'], r['params'],
-                round(r['median_s'], 4), round(r['min_s'], 4),
-                round(r['ours_speedup'], 2) if r['ours_speedup'] else None]))
+    lines += ['- ' + json.dumps(row) for row in body]
     return '\n'.join(lines) + '\n'
+
+
+def kernels(args):
+    """kernels.py under TensorFlow and under PyTorch, alternated `--rounds` times; one row
+    per op and dtype with each framework's median milliseconds over the rounds."""
+    commands = {
+        'tensorflow': [sys.executable],
+        'torch': [python_of(os.path.join(args.venvs, 'sheeprl'))],
+    }
+    times = {}
+    for round_ in range(args.rounds):
+        for framework, python in commands.items():
+            out = subprocess.run(
+                python + [os.path.join(HERE, 'kernels.py'), '--framework', framework],
+                capture_output=True, text=True, env=worker_env(), check=True).stdout
+            for line in out.splitlines():
+                row = json.loads(line)
+                times.setdefault((row['op'], row['dtype']), {}).setdefault(
+                    framework, []).append(row['ms'])
+        print(f'round {round_ + 1} done', flush=True)
+    return [{'op': op, 'dtype': dtype,
+             **{f'{fw}_ms': statistics.median(ms) for fw, ms in by_framework.items()}}
+            for (op, dtype), by_framework in times.items()]
+
+
+def kernel_table(rows):
+    lines = [f'{"op":8} {"dtype":9} {"TF ms":>7} {"torch ms":>8} {"TF / torch":>10}']
+    for r in rows:
+        lines.append(f'{r["op"]:8} {r["dtype"]:9} {r["tensorflow_ms"]:7.3f} '
+                     f'{r["torch_ms"]:8.3f} {r["tensorflow_ms"] / r["torch_ms"]:10.2f}')
+    return '\n'.join(lines)
+
+
+def kernel_record(args, argv, rows):
+    if not args.machine:
+        raise SystemExit('--record needs --machine: the machine, in words')
+    import kernels as kernels_module
+
+    shape = f'{kernels_module.ROWS}x{kernels_module.COLS}'
+    columns = ['op', 'dtype', 'TensorFlow ms', 'PyTorch ms', 'TensorFlow / PyTorch']
+    body = [[r['op'], r['dtype'], round(r['tensorflow_ms'], 3), round(r['torch_ms'], 3),
+             round(r['tensorflow_ms'] / r['torch_ms'], 2)] for r in rows]
+    title = f'Element-wise kernels on a {shape} tensor, TensorFlow against PyTorch'
+    return record_text(args, argv, title, columns, body)
 
 
 def write_atomic(path, text):
