@@ -77,6 +77,26 @@ def test_observe_is_obs_step_repeated_with_the_prior_of_each_step(classes):
             np.testing.assert_allclose(value[:, t], stepped[key], atol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize('shape', [(5, 8), (2, 3, 4, 8)])
+def test_layer_norm_has_the_gradient_of_its_formula(shape):
+    x = tf.random.normal(shape, seed=1) * 3.0 + 1.0
+    scale, offset = tf.random.normal((8,), seed=2), tf.random.normal((8,), seed=3)
+    dy = tf.random.normal(shape, seed=4)
+
+    def formula(x, scale, offset):
+        mean, var = tf.nn.moments(x, [-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + 1e-3) * scale + offset
+
+    outs = []
+    for fn in (formula, lambda *args: nn.layer_norm(*args, 1e-3)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, scale, offset])
+            y = fn(x, scale, offset)
+        outs.append([y, *tape.gradient(y, [x, scale, offset], output_gradients=dy)])
+    for expected, got in zip(*outs):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_is_first_resets_state():
     rssm = RSSM(2, 3, deter=6, hidden=6, stoch=2, classes=3)
     embed = tf.random.normal((1, 3))
