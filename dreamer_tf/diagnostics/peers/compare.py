@@ -47,6 +47,8 @@ VENVS = os.path.join(os.path.expanduser('~'), '.cache', 'dreamer_tf', 'peers')
 
 def main(argv=None):
     args = arguments().parse_args(argv)
+    if getattr(args, 'record', None) and not args.machine:
+        raise SystemExit('--record needs --machine: the machine, in words')
     if args.command == 'setup':
         setup(args)
     elif args.command == 'export':
@@ -265,8 +267,6 @@ def table(rows):
 
 def speed_record(args, argv, rows):
     """The rows as a speed record (dreamer_tf/results.py)."""
-    if not args.machine:
-        raise SystemExit('--record needs --machine: the machine, in words')
     columns = ['size', 'obs', 'precision', 'system', 'parameters', 's/update (median)',
                's/update (min)', 'system / ours']
     body = [[r['size'], r['obs'], r['precision'], r['system'], r['params'],
@@ -324,8 +324,6 @@ def kernel_table(rows):
 
 
 def kernel_record(args, argv, rows):
-    if not args.machine:
-        raise SystemExit('--record needs --machine: the machine, in words')
     import kernels as kernels_module
 
     shape = f'{kernels_module.ROWS}x{kernels_module.COLS}'

@@ -187,7 +187,8 @@ def notes(cfg, kind):
         'pre-activations; unimix 0.01 on the latents; learned initial state',
         'RSSM not decoupled (the posterior sees the deterministic state); the observation '
         "part of the posterior's first layer is computed for the whole sequence at once, "
-        'and the priors after the unroll: the same FLOPs as the paper, fewer small ops',
+        'and the priors after the unroll, as ours: the same FLOPs as the paper, fewer '
+        'small ops',
         'continuous actions: Normal(tanh(mean), std in [0.1, 1]) actor trained by dynamics '
         'backpropagation (the imagination keeps its graph through the world model); '
         'analytic entropy',
