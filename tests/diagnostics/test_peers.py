@@ -40,6 +40,8 @@ def test_our_worker_is_timed_and_a_missing_peer_is_named_with_its_fix(tmp_path):
     agent, _ = benchmark.build(config, benchmark.parse_obs('vector:5'), ActSpace(False, 6))
     assert ours['info']['params'] == benchmark.param_counts(agent)
     record = results.check_speed(YAML(typ='safe').load(tmp_path / 'peers.yaml'), 'peers.yaml')
+    assert record['title'] == ("DreamerV3 update on CPU, side by side: ours (TensorFlow), "
+                               "the authors' dreamerv3 1.5.0")
     assert record['rows'] == [['xs', 'vector:5', '32', 'ours', ours['params'],
                                round(ours['median_s'], 4), round(ours['min_s'], 4), 1.0]]
 
@@ -54,6 +56,19 @@ def test_the_peers_run_at_our_parameter_count(tmp_path, obs):
     for system in ('authors', 'sheeprl'):
         assert 'error' not in rows[system], rows[system]['error']
         assert abs(rows[system]['params'] / rows['ours']['params'] - 1) < 0.02, rows[system]
+
+
+@pytest.mark.skipif(not PEERS, reason='DREAMER_TF_PEERS names no peer environments')
+def test_our_exported_update_runs_beside_the_authors_on_xla(tmp_path):
+    shape = ['--size', 'xs', '--obs', 'vector:5', '--batch', '2', '--length', '8']
+    compare('export', '--hlo', 'hlo', *shape, cwd=tmp_path)
+    compare('run', '--systems', 'ours_hlo', 'authors', '--hlo', 'hlo', '--platform', 'cpu',
+            *shape, '--rounds', '1', '--updates', '1', '--venvs', PEERS,
+            '--json', 'rows.json', cwd=tmp_path)
+    rows = {r['system']: r for r in json.loads((tmp_path / 'rows.json').read_text())}
+    assert 'error' not in rows['ours_hlo'] and 'error' not in rows['authors'], rows
+    assert rows['ours_hlo']['params'] == rows['authors']['params']
+    assert rows['ours_hlo']['ours_speedup'] == 1.0 and rows['authors']['median_s'] > 0
 
 
 KERNELS = ROOT / 'dreamer_tf' / 'diagnostics' / 'peers' / 'kernels.py'

@@ -42,6 +42,9 @@ SYSTEMS = {
     'authors': ('authors.py', 'authors'),
     'sheeprl': ('sheeprl_worker.py', 'sheeprl'),
 }
+# How records name each system.
+TITLES = {'ours': 'ours (TensorFlow)', 'ours_hlo': 'ours (exported, jaxlib)',
+          'authors': "the authors' dreamerv3 1.5.0", 'sheeprl': "sheeprl's 0.8.4"}
 VENVS = os.path.join(os.path.expanduser('~'), '.cache', 'dreamer_tf', 'peers')
 
 
@@ -273,7 +276,8 @@ def speed_record(args, argv, rows):
              round(r['median_s'], 4), round(r['min_s'], 4),
              round(r['ours_speedup'], 2) if r['ours_speedup'] else None]
             for r in rows if 'error' not in r]
-    title = "DreamerV3 update, side by side with the authors' and sheeprl's code"
+    title = (f'DreamerV3 update on {args.platform.upper()}, side by side: '
+             + ', '.join(TITLES[system] for system in args.systems))
     return record_text(args, argv, title, columns, body)
 
 
