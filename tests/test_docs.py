@@ -1,5 +1,5 @@
-"""The docs that are data: the configuration reference, the results table, and the
-rule that no doc points outside the repository."""
+"""The docs that are data: the configuration reference, the results table, the rule
+that no doc points outside the repository, and links that lead somewhere."""
 
 import json
 import re
@@ -148,3 +148,27 @@ def test_readme_is_a_product_readme():
     assert not re.search(r'\bsession\b|\bcommit `?[0-9a-f]{7}\b', text, re.IGNORECASE)
     for link in re.findall(r'\]\(((?:docs|results)/[^)#]*)', text):
         assert (ROOT / link).exists(), link
+
+
+def heading_anchors(markdown):
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped,
+    spaces as hyphens."""
+    return {re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+            for heading in re.findall(r'^#+\s+(.*)$', markdown, re.MULTILINE)}
+
+
+def test_every_link_between_the_docs_leads_to_a_file_and_heading():
+    pages = [ROOT / 'README.md', ROOT / 'results' / 'README.md', *ROOT.glob('docs/**/*.md')]
+    broken = []
+    for page in pages:
+        for link in re.findall(r'\]\(([^)\s]+)\)', page.read_text()):
+            if re.match(r'[a-z]+:', link):
+                continue
+            path, _, anchor = link.partition('#')
+            target = (page.parent / path).resolve() if path else page
+            if not target.exists():
+                broken.append(f'{page.relative_to(ROOT)}: {link} (no such file)')
+            elif anchor and target.suffix == '.md' and (
+                    anchor not in heading_anchors(target.read_text())):
+                broken.append(f'{page.relative_to(ROOT)}: {link} (no such heading)')
+    assert len(pages) > 10 and not broken, broken
