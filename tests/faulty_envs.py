@@ -14,6 +14,8 @@ HUNG_FLAG = 'DREAMER_TF_TEST_HUNG_FLAG'
 # An env var naming a file that the exiting env creates before it ends its process; it
 # exits only while the file does not exist, so once in all.
 EXIT_FLAG = 'DREAMER_TF_TEST_EXIT_FLAG'
+# The same for the env that raises an exception: once in all, then it steps on.
+RAISE_FLAG = 'DREAMER_TF_TEST_RAISE_FLAG'
 
 
 class Faulty(gymnasium.Env):
@@ -22,7 +24,8 @@ class Faulty(gymnasium.Env):
     comes after the `debug` preset's 64 prefill steps): `fault` is
     'nan_obs', 'inf_reward', 'hang' (sleeps for ever), 'stubborn_hang' (sleeps for
     ever and swallows every exception a signal handler raises), 'exit' (ends its
-    process, once: see EXIT_FLAG) or 'no_start' (every reset raises)."""
+    process, once: see EXIT_FLAG), 'raise' (raises from step, once: see RAISE_FLAG) or
+    'no_start' (every reset raises)."""
 
     def __init__(self, fault='nan_obs', at=5, episode=4):
         self.observation_space = spaces.Box(-1, 1, (4,), np.float32)
@@ -54,6 +57,9 @@ class Faulty(gymnasium.Env):
             elif self.fault == 'exit' and not Path(os.environ[EXIT_FLAG]).exists():
                 Path(os.environ[EXIT_FLAG]).touch()
                 os._exit(1)
+            elif self.fault == 'raise' and not Path(os.environ[RAISE_FLAG]).exists():
+                Path(os.environ[RAISE_FLAG]).touch()
+                raise RuntimeError('this env raised once')
             elif self.fault == 'stubborn_hang':
                 _flag()
                 while True:
@@ -74,5 +80,5 @@ def _flag():
 
 for _name, _fault in [('NanObs', 'nan_obs'), ('InfReward', 'inf_reward'), ('Hang', 'hang'),
                       ('StubbornHang', 'stubborn_hang'), ('Exit', 'exit'),
-                      ('NoStart', 'no_start')]:
+                      ('Raise', 'raise'), ('NoStart', 'no_start')]:
     gymnasium.register(f'DreamerTfTest/{_name}-v0', entry_point=Faulty, kwargs={'fault': _fault})

@@ -75,6 +75,24 @@ def test_two_actors_feed_a_learner_through_an_actor_crash_and_a_resume(
     assert int(counters.env_steps.numpy()) == 400
 
 
+def test_an_actor_that_raised_and_lives_on_starts_new_episodes(tmp_path, monkeypatch, capfd):
+    """An actor that raised (or answered "unavailable" while alive) is not restarted: the
+    learner drops its unfinished episodes, so its next chunk must start new ones."""
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    monkeypatch.setenv(faulty_envs.RAISE_FLAG, str(tmp_path / 'raised'))
+    logdir = tmp_path / 'run'
+    _, counters = train(actor_config(logdir, task='gym_DreamerTfTest/Raise-v0',
+                                     **{'env.envs': 2}))
+    assert (tmp_path / 'raised').exists()
+    assert 'warning: actor' in capfd.readouterr().err
+    assert int(counters.env_steps.numpy()) == 320
+    for steps in episodes(logdir):
+        assert steps['is_first'][0] and not steps['is_first'][1:].any()
+        assert steps['is_last'][-1] and not steps['is_last'][:-1].any()
+        assert len(steps['is_first']) <= 21
+
+
 def test_a_learner_killed_with_sigkill_resumes_from_the_same_command(tmp_path):
     """kill -9 of the learner takes its Ray actors with it; the same command resumes from
     the last checkpoint and the replay holds only whole episodes."""

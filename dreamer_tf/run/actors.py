@@ -15,12 +15,15 @@ schedule, and a run ends with the sync loop's update count. Weights go to an act
 its next request whenever the learner has made `run.policy_refresh` updates since the
 last copy; each chunk says the policy version (learner update count) it acted with.
 
-A crashed actor (its process died, or it raised) is restarted by Ray; the learner drops
-the unfinished episodes of its envs and goes on. While Ray restarts it (a new process
-imports TensorFlow and builds its envs: seconds, minutes on a loaded machine), requests
-answered "unavailable" are asked again, up to RESTART_SECONDS. An actor that fails
-FAILURES times in a row without a chunk (an env that cannot start, say) stops the run
-with its error.
+When an actor fails (its process died, or it raised), the learner drops the unfinished
+episodes of its envs and goes on. Ray restarts an actor whose process died; one that
+raised, or answered "unavailable" while alive (a network blip), lives on with its envs
+mid-episode, so the learner's next request to a failed actor asks it to start new
+episodes in all its envs first: a stored episode never has a gap. While Ray restarts an
+actor (a new process imports TensorFlow and builds its envs: seconds, minutes on a loaded
+machine), requests answered "unavailable" are asked again, up to RESTART_SECONDS. An
+actor that fails FAILURES times in a row without a chunk (an env that cannot start, say)
+stops the run with its error.
 Actors are Ray processes that import TensorFlow for their policy: envs that render
 MuJoCo step in worker processes of their own (`env.process`), as in the training
 process, with the backend this process would render with (envs/process.py RENDER_GL).
@@ -81,18 +84,26 @@ class EnvActor:
         self.collector = Collector(self.envs, config.env.action_repeat)
         self.no_action = np.zeros(self.envs.act_space.n, np.float32)
         self.version = -1
+        self._start_episodes()
+
+    def _start_episodes(self):
+        """Resets every env; their first steps go out with the next chunk."""
         self.pending = reset_events(self.collector, self.no_action)
         self.state = self.agent.initial_state(len(self.envs))
 
-    def collect(self, steps, env_steps, weights=None, version=None):
+    def collect(self, steps, env_steps, weights=None, version=None, fresh=False):
         """`steps` lockstep steps from the learner's count `env_steps` (prefill acts at
-        random), after loading `weights` (numpy arrays of `policy_variables`) if given.
-        Returns (events, version): one (worker, step in replay form, whether it starts an
-        episode, the episode it ends or None) per env step (`lockstep_events`)."""
+        random), after loading `weights` (numpy arrays of `policy_variables`) if given,
+        and, with `fresh`, after starting new episodes in every env that is mid-episode
+        (the learner dropped this actor's unfinished ones). Returns (events, version): one
+        (worker, step in replay form, whether it starts an episode, the episode it ends
+        or None) per env step (`lockstep_events`)."""
         if weights is not None:
             for variable, value in zip(self.agent.policy_variables(), weights):
                 variable.assign(value)
             self.version = version
+        if fresh and not self.pending:  # pending: its envs were just reset
+            self._start_episodes()
         events, self.pending = self.pending, []
         width = len(self.envs) * self.config.env.action_repeat
         for _ in range(steps):
@@ -140,16 +151,19 @@ class Actors:
         self.asked = [0] * count  # the env step count of each actor's latest request
         self.unavailable = {}  # actor index -> when its requests began to fail so
         self.retries = {}  # actor index -> when to send its unavailable request again
+        self.dropped = set()  # actors whose unfinished episodes the learner dropped
 
     def request(self, index, env_steps):
-        """Asks actor `index` for its next chunk, with the newest weights it lacks."""
+        """Asks actor `index` for its next chunk, with the newest weights it lacks, and to
+        start new episodes if the learner dropped its unfinished ones."""
         self.asked[index] = env_steps
         weights, version = self.weights or (None, None)
         if self.sent[index] == version:
             weights, version = None, None
         else:
             self.sent[index] = version
-        ref = self.handles[index].collect.remote(self.chunk, env_steps, weights, version)
+        ref = self.handles[index].collect.remote(self.chunk, env_steps, weights, version,
+                                                 fresh=index in self.dropped)
         self.running[ref] = index
 
     def publish(self, values, version):
@@ -179,6 +193,7 @@ class Actors:
             return self._failed(index, error)
         self.failures[index] = 0
         self.unavailable.pop(index, None)
+        self.dropped.discard(index)
         return index, events, version
 
     def _unavailable(self, index, error):
@@ -190,6 +205,7 @@ class Actors:
         if since is None:
             self.unavailable[index] = time.monotonic()
             self.sent[index] = None  # the restarted actor starts from the initial weights
+            self.dropped.add(index)
             return index, None, None
         if time.monotonic() - since > RESTART_SECONDS:
             return self._failed(index, error)
@@ -203,6 +219,7 @@ class Actors:
             raise RuntimeError(f'actor {index} failed {FAILURES} times in a row without '
                                f'collecting; its last error: {_last_lines(error)}') from None
         self.sent[index] = None  # the restarted actor starts from the initial weights
+        self.dropped.add(index)
         return index, None, None
 
     def worker(self, index, worker):

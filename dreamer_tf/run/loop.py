@@ -292,12 +292,13 @@ class Session:
         self._store(events, width * self.config.env.action_repeat, width)
 
     def _actor_failed(self, index):
-        """Ray restarts the actor; its envs' unfinished episodes are dropped."""
+        """Its envs' unfinished episodes are dropped; its next chunk starts new ones."""
         actors = self.envs
         for worker in range(actors.envs_each):
             self.replay.drop_partial(actors.worker(index, worker))
-        print(f'warning: actor {index} failed; Ray restarts it, and the unfinished episodes of '
-              'its envs are dropped', file=sys.stderr, flush=True)
+        print(f'warning: actor {index} failed; the unfinished episodes of its envs are '
+              'dropped and it starts new ones (Ray restarts it if its process ended)',
+              file=sys.stderr, flush=True)
 
     def _actions(self):
         """Every env's action, and the version of the policy that chose them."""
