@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import faulty_envs  # registers the DreamerTfTest/ envs
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.config import ConfigError, load_config
+from dreamer_tf.run.actors import Actors
 from dreamer_tf.run.loop import Counters, train
 
 pytest.importorskip('ray')
@@ -91,6 +93,62 @@ def test_an_actor_that_raised_and_lives_on_starts_new_episodes(tmp_path, monkeyp
         assert steps['is_first'][0] and not steps['is_first'][1:].any()
         assert steps['is_last'][-1] and not steps['is_last'][:-1].any()
         assert len(steps['is_first']) <= 21
+
+
+class FakeRay:
+    """The Ray calls `Actors` makes, each actor's `collect` answered in turn from `answers`
+    (an exception is raised by `get`, as Ray raises a remote failure); `calls` keeps the
+    keyword arguments of every request."""
+
+    class exceptions:  # noqa: N801 - Ray's module name
+        class ActorUnavailableError(Exception):
+            pass
+
+        class RayActorError(Exception):
+            pass
+
+        class RayTaskError(Exception):
+            pass
+
+    def __init__(self, answers):
+        self.answers, self.calls = list(answers), []
+
+    def is_initialized(self):
+        return True
+
+    def remote(self, **options):
+        def request(*args, **kwargs):
+            self.calls.append(kwargs)
+            return FakeRef(self.answers.pop(0))
+        handle = SimpleNamespace(collect=SimpleNamespace(remote=request))
+        return lambda cls: SimpleNamespace(remote=lambda *args: handle)
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        if isinstance(ref.answer, Exception):
+            raise ref.answer
+        return ref.answer
+
+
+class FakeRef:
+    def __init__(self, answer):
+        self.answer = answer
+
+
+def test_an_actor_whose_answer_was_lost_is_asked_for_new_episodes(tmp_path, monkeypatch):
+    """A network blip: Ray says "unavailable" for an actor that lives on mid-episode."""
+    ray = FakeRay([FakeRay.exceptions.ActorUnavailableError('lost'), ([], 3), ([], 3)])
+    monkeypatch.setitem(sys.modules, 'ray', ray)
+    actors = Actors(actor_config(tmp_path, **{'distribute.actors': 1}), 1, 1,
+                    {'obs_space': None, 'act_space': None})
+    actors.request(0, 0)
+    assert actors.next() == (0, None, None)  # the learner drops its unfinished episodes
+    actors.request(0, 0)
+    assert actors.next() == (0, [], 3)
+    actors.request(0, 8)
+    assert [call['fresh'] for call in ray.calls] == [False, True, False]
 
 
 def test_a_learner_killed_with_sigkill_resumes_from_the_same_command(tmp_path):
