@@ -197,16 +197,14 @@ class Actors:
         return index, events, version
 
     def _unavailable(self, index, error):
-        """The actor's process ended and Ray restarts it: the first time, a failure that
-        does not count towards FAILURES (the restart should recover); then, while the
-        restart lasts, the same request again a second later (`next` sends it), up to
-        RESTART_SECONDS."""
+        """Ray could not reach the actor (its process ended and Ray restarts it, or it
+        lives on behind a network blip): the first time, a failure that does not count
+        towards FAILURES (the restart should recover); then, while the restart lasts, the
+        same request again a second later (`next` sends it), up to RESTART_SECONDS."""
         since = self.unavailable.get(index)
         if since is None:
             self.unavailable[index] = time.monotonic()
-            self.sent[index] = None  # the restarted actor starts from the initial weights
-            self.dropped.add(index)
-            return index, None, None
+            return self._lost(index)
         if time.monotonic() - since > RESTART_SECONDS:
             return self._failed(index, error)
         self.retries[index] = time.monotonic() + 1.0
@@ -218,7 +216,13 @@ class Actors:
         if self.failures[index] >= FAILURES:
             raise RuntimeError(f'actor {index} failed {FAILURES} times in a row without '
                                f'collecting; its last error: {_last_lines(error)}') from None
-        self.sent[index] = None  # the restarted actor starts from the initial weights
+        return self._lost(index)
+
+    def _lost(self, index):
+        """A failure the learner answers by dropping the actor's unfinished episodes: its
+        next request resends the weights (a restarted actor has its initial ones) and asks
+        for new episodes."""
+        self.sent[index] = None
         self.dropped.add(index)
         return index, None, None
 
